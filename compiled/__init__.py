@@ -1,0 +1,6 @@
+"""RASP programs as PyTorch transformers that carry their ground-truth circuit."""
+
+from compiled.metadata import BlockMap, ModelMetadata, NodeInfo
+from compiled.model import CompiledTransformer, TransformerConfig
+
+__all__ = ["BlockMap", "CompiledTransformer", "ModelMetadata", "NodeInfo", "TransformerConfig"]

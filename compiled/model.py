@@ -1,0 +1,181 @@
+"""A Tracr-style transformer in PyTorch: token and position embeddings, attention and ReLU MLPs.
+
+The blocks are exposed one by one (``attention``, ``mlp``) so that the plain
+forward, the slow ground-truth checker and the edge-pruning engine all run the
+very same arithmetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from compiled.metadata import ModelMetadata
+from edgeprune.errors import InputError
+
+
+@dataclass
+class TransformerConfig:
+    d_model: int
+    n_layers: int
+    n_heads: int
+    key_size: int
+    mlp_hidden: int
+    vocab_size: int  # number of input ids, BOS and pad included
+    n_positions: int  # max_seq_len + 1 (BOS)
+    layer_norm: bool = False
+    causal: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# parameter name -> shape as a function of the config; the file format is these names
+def param_shapes(c: TransformerConfig) -> dict[str, tuple[int, ...]]:
+    L, H, D, K, M = c.n_layers, c.n_heads, c.d_model, c.key_size, c.mlp_hidden
+    shapes = {
+        "token_embed": (c.vocab_size, D),
+        "pos_embed": (c.n_positions, D),
+        "W_Q": (L, H, D, K), "b_Q": (L, H, K),
+        "W_K": (L, H, D, K), "b_K": (L, H, K),
+        "W_V": (L, H, D, K), "b_V": (L, H, K),
+        "W_O": (L, H, K, D), "b_O": (L, D),
+        "W_1": (L, D, M), "b_1": (L, M),
+        "W_2": (L, M, D), "b_2": (L, D),
+    }
+    if c.layer_norm:
+        shapes.update({"ln_attn_w": (L, D), "ln_attn_b": (L, D), "ln_mlp_w": (L, D), "ln_mlp_b": (L, D)})
+    return shapes
+
+
+class CompiledTransformer(nn.Module):
+    """A compiled RASP program; ``metadata`` says what every direction and block means."""
+
+    def __init__(self, config: TransformerConfig, metadata: ModelMetadata, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.config = config
+        self.metadata = metadata
+        for name, shape in param_shapes(config).items():
+            init = torch.ones(shape, dtype=dtype) if name.endswith("_w") else torch.zeros(shape, dtype=dtype)
+            self.register_parameter(name, nn.Parameter(init, requires_grad=False))
+
+    # ----- blocks -------------------------------------------------------------
+    def embed(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token and position embeddings, each (B, T, D)."""
+        T = ids.shape[-1]
+        if T > self.config.n_positions:
+            raise InputError(f"sequence of {T} positions exceeds the model's {self.config.n_positions} (BOS included)")
+        tok = self.token_embed[ids]
+        pos = self.pos_embed[:T].expand_as(tok)
+        return tok, pos
+
+    def _norm(self, x: torch.Tensor, layer: int, which: str) -> torch.Tensor:
+        if not self.config.layer_norm:
+            return x
+        w = getattr(self, f"ln_{which}_w")[layer]
+        b = getattr(self, f"ln_{which}_b")[layer]
+        return nn.functional.layer_norm(x, (x.shape[-1],), w, b)
+
+    def attention_scores_mask(self, T: int, key_mask: torch.Tensor | None, device) -> torch.Tensor | None:
+        """Boolean (B or 1, 1, T, T) mask of allowed query->key pairs, or None for all."""
+        mask = None
+        if self.config.causal:
+            mask = torch.ones(T, T, dtype=torch.bool, device=device).tril()[None, None]
+        if key_mask is not None:
+            km = key_mask[:, None, None, :].bool()
+            mask = km if mask is None else (mask & km)
+        return mask
+
+    def attention(
+        self,
+        layer: int,
+        xq: torch.Tensor,
+        xk: torch.Tensor,
+        xv: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Per-head outputs (B, H, T, D) of ``layer``; inputs are (B, T, D) or per-head (B, H, T, D).
+
+        The output bias is split evenly over heads, so the heads sum to the block output.
+        """
+        H = self.config.n_heads
+        xq, xk, xv = (self._norm(x, layer, "attn") for x in (xq, xk, xv))
+        xq, xk, xv = (x if x.dim() == 4 else x.unsqueeze(1) for x in (xq, xk, xv))
+        q = torch.einsum("bhtd,hdk->bhtk", xq, self.W_Q[layer]) + self.b_Q[layer][None, :, None]
+        k = torch.einsum("bhtd,hdk->bhtk", xk, self.W_K[layer]) + self.b_K[layer][None, :, None]
+        v = torch.einsum("bhtd,hdk->bhtk", xv, self.W_V[layer]) + self.b_V[layer][None, :, None]
+        scores = torch.einsum("bhqk,bhsk->bhqs", q, k) / (self.config.key_size ** 0.5)
+        mask = self.attention_scores_mask(scores.shape[-1], key_mask, scores.device)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        pattern = torch.softmax(scores, dim=-1)
+        z = torch.einsum("bhqs,bhsk->bhqk", pattern, v)
+        return torch.einsum("bhqk,hkd->bhqd", z, self.W_O[layer]) + self.b_O[layer][None, None, None] / H
+
+    def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        x = self._norm(x, layer, "mlp")
+        hidden = torch.relu(x @ self.W_1[layer] + self.b_1[layer])
+        return hidden @ self.W_2[layer] + self.b_2[layer]
+
+    # ----- whole model ----------------------------------------------------
+    def forward(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Final residual stream (B, T, D)."""
+        tok, pos = self.embed(ids)
+        x = tok + pos
+        for layer in range(self.config.n_layers):
+            x = x + self.attention(layer, x, x, x, key_mask).sum(1)
+            x = x + self.mlp(layer, x)
+        return x
+
+    def residual_trace(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """Residual after every attention and MLP block, in order attn0, mlp0, attn1, ..."""
+        tok, pos = self.embed(ids)
+        x = tok + pos
+        trace = []
+        for layer in range(self.config.n_layers):
+            x = x + self.attention(layer, x, x, x).sum(1)
+            trace.append(x)
+            x = x + self.mlp(layer, x)
+            trace.append(x)
+        return trace
+
+    def readout(self, residual: torch.Tensor) -> torch.Tensor:
+        """Output-space logits (B, T, n_out) for categorical programs, values (B, T) for numerical ones."""
+        space = residual[..., self.metadata.output_space]
+        return space if self.is_categorical else space[..., 0]
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.metadata.output_encoding == "categorical"
+
+    def decode(self, out: torch.Tensor) -> list[list[Any]]:
+        """Readout (B, T, ...) -> per-sequence decoded values; position 0 (BOS) included."""
+        if self.is_categorical:
+            idx = out.argmax(-1).tolist()
+            return [[self.metadata.output_values[i] for i in row] for row in idx]
+        return [[float(v) for v in row] for row in out.tolist()]
+
+    # ----- convenience for tokens ------------------------------------------------
+    def encode_batch(self, inputs: Sequence[Sequence[Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad a list of token sequences: (ids (B, T), key_mask (B, T)); BOS first."""
+        if not inputs:
+            raise InputError("no inputs given")
+        rows = [self.metadata.encode(list(seq)) for seq in inputs]
+        T = max(len(r) for r in rows)
+        ids = torch.full((len(rows), T), self.metadata.pad_id, dtype=torch.long)
+        mask = torch.zeros(len(rows), T, dtype=torch.bool)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = True
+        return ids, mask
+
+    @torch.no_grad()
+    def run(self, inputs: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        """Decoded outputs for each input, one per input token (BOS excluded)."""
+        ids, mask = self.encode_batch(inputs)
+        key_mask = None if bool(mask.all()) else mask
+        decoded = self.decode(self.readout(self.forward(ids, key_mask)))
+        return [row[1 : len(seq) + 1] for row, seq in zip(decoded, inputs)]

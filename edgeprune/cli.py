@@ -1,0 +1,43 @@
+"""The ``edgeprune`` command line: every module in ``edgeprune.commands`` adds its subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from edgeprune import __version__
+from edgeprune.errors import EdgePruneError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeprune", description="Edge Pruning circuit discovery, verified on compiled RASP programs.")
+    parser.add_argument("--version", action="version", version=f"edgeprune {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from edgeprune import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"edgeprune.commands.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EdgePruneError as exc:
+        print(f"edgeprune {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgeprune {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

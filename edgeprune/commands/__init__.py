@@ -1,0 +1,1 @@
+"""Subcommands of the edgeprune CLI; each module defines ``register(subparsers)``."""

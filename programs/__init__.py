@@ -1,0 +1,1 @@
+"""RASP: the language, its evaluator, and the library of named programs."""

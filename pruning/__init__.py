@@ -1,0 +1,1 @@
+"""The one edge-pruning engine: graph, masks, disentangled forward, objective, loop."""

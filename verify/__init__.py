@@ -1,0 +1,1 @@
+"""Ground truth versus recovered circuits: names, circuits, checks and comparisons."""
