@@ -1,0 +1,219 @@
+"""The ground-truth circuit of a compiled model, from its weights and its program's graph.
+
+Definition (tested by ``verify.checker``): an edge ``writer -> reader`` is in the
+ground truth when the writer writes a residual direction that the reader's
+computation uses for this program:
+
+* a direction is *read* when the reader's weights are non-zero on it and, for an
+  attention input, it belongs to what the head's RASP node uses: the query SOp
+  (q) and key SOp (k) of its selector unless the comparison is TRUE or FALSE
+  (those ignore both), the aggregated SOp (v); plus the BOS mechanism:
+  ``one`` in q and ``tokens:BOS`` in k for a SelectorWidth (it always attends
+  BOS) and for a numerical Aggregate (selecting nothing defines its output, 0);
+  ``tokens:BOS`` in v for a SelectorWidth.  A categorical Aggregate that selects
+  nothing has no defined output, so its BOS fallback is not part of the circuit.
+  MLP inputs and ``out`` use every direction their weights read.
+* a direction is *written* where the writer's output weights are non-zero
+  (``one`` and ``tokens:*`` by ``tok``, ``indices:*`` by ``pos``).
+* under interchange ablation the corrupted input has the same length, so only
+  directions whose value can differ between two inputs of one length count:
+  ``tokens:<v>`` and the directions of SOps that depend on token values
+  (not ``one``, BOS, pad, indices, nor SOps of positions and length only).
+
+Dangling edges are then removed with ``verify.dangling.prune_dangling``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import torch
+
+from compiled.metadata import ModelMetadata, NodeInfo
+from compiled.model import CompiledTransformer
+from pruning.graph import ComputationalGraph
+from verify import names
+from verify.circuit import Circuit
+from verify.dangling import prune_dangling
+
+ONE = "one"
+TRIVIAL_PREDICATES = ("TRUE", "FALSE")
+_EPS = 0.0
+
+
+@dataclass(frozen=True)
+class Direction:
+    index: int
+    label: str
+    owner: str  # SOp label, or 'one' / 'bos' / 'pad' for the constant directions
+
+
+def _bos_label(meta: ModelMetadata) -> str:
+    return f"tokens:{meta.bos}"
+
+
+def _pad_label(meta: ModelMetadata) -> str:
+    return f"tokens:{meta.pad}"
+
+
+def direction_owners(meta: ModelMetadata) -> list[Direction]:
+    """Which SOp (or constant) each residual direction belongs to."""
+    owner: dict[str, str] = {ONE: "one", _bos_label(meta): "bos", _pad_label(meta): "pad"}
+    for n in meta.nodes:
+        for lab in n.output_basis or []:
+            owner.setdefault(lab, n.label)
+        if n.expr_type == "SelectorWidth":
+            owner.setdefault(f"{n.label}_selector_width_attn_output", n.label)
+    out = []
+    for i, lab in enumerate(meta.residual_labels):
+        if lab not in owner:
+            prefix = lab.split(":", 1)[0]
+            owner[lab] = prefix
+        out.append(Direction(i, lab, owner[lab]))
+    return out
+
+
+def token_dependent_sops(meta: ModelMetadata) -> set[str]:
+    """SOps whose value at some position can differ between two inputs of the same length."""
+    nodes = meta.node_by_label
+    memo: dict[str, bool] = {}
+
+    def dep(label: str) -> bool:
+        if label in memo:
+            return memo[label]
+        n = nodes.get(label)
+        if n is None:
+            result = False
+        elif n.expr_type == "tokens":
+            result = True
+        elif n.expr_type == "indices":
+            result = False
+        elif n.expr_type == "Select":
+            result = n.predicate not in TRIVIAL_PREDICATES and any(dep(o) for o in n.operands)
+        else:
+            result = any(dep(o) for o in n.operands)
+        if n is not None and n.expr_type not in ("Select",) and n.value_set is not None and len(n.value_set) == 1:
+            result = False  # a constant SOp is the same for every input
+        memo[label] = result
+        return result
+
+    return {n.label for n in meta.nodes if dep(n.label)}
+
+
+def _support(t: torch.Tensor, dim: int) -> set[int]:
+    """Residual indices along ``dim`` where the weight is non-zero."""
+    other = [d for d in range(t.dim()) if d != dim]
+    return set(torch.nonzero(t.abs().amax(dim=other) > _EPS).flatten().tolist()) if other else set(
+        torch.nonzero(t.abs() > _EPS).flatten().tolist())
+
+
+def writer_supports(model: CompiledTransformer) -> dict[str, set[int]]:
+    c = model.config
+    out = {names.TOK: _support(model.token_embed, 1), names.POS: _support(model.pos_embed, 1)}
+    for layer in range(c.n_layers):
+        for h in range(c.n_heads):
+            out[names.head(layer, h)] = _support(model.W_O[layer, h], 1)
+        out[names.mlp(layer)] = _support(model.W_2[layer], 1)
+    return out
+
+
+def reader_supports(model: CompiledTransformer) -> dict[str, set[int]]:
+    c = model.config
+    out: dict[str, set[int]] = {}
+    for layer in range(c.n_layers):
+        for h in range(c.n_heads):
+            for role, w in (("q", model.W_Q), ("k", model.W_K), ("v", model.W_V)):
+                out[names.head_input(layer, h, role)] = _support(w[layer, h], 0)
+        out[names.mlp(layer)] = _support(model.W_1[layer], 0)
+    out[names.OUT] = set(model.metadata.output_space)
+    return out
+
+
+def _head_semantic_owners(node: NodeInfo, meta: ModelMetadata) -> dict[str, set[str]]:
+    """For a head computing ``node``: the owners (SOps / constants) each of q, k, v uses."""
+    nodes = meta.node_by_label
+    sel = nodes.get(node.selector or "")
+    if sel is None:
+        raise ValueError(f"head node {node.label} has no selector in the metadata")
+    pred = sel.predicate
+    keys, queries = sel.keys or sel.operands[0], sel.queries or sel.operands[1]
+    q: set[str] = set()
+    k: set[str] = set()
+    v: set[str] = set()
+    if pred not in TRIVIAL_PREDICATES:
+        q |= _select_owners(queries, nodes)
+        k |= _select_owners(keys, nodes)
+    if node.expr_type == "SelectorWidth":
+        if pred != "TRUE":  # with TRUE every key scores alike, BOS included: the pattern is uniform anyway
+            q.add("one")
+            k.add("bos")
+        v.add("bos")
+    elif node.expr_type == "Aggregate":
+        if pred == "FALSE":
+            return {"q": set(), "k": set(), "v": set()}  # always the default: the head's output is constant
+        v.add(node.sop or node.operands[1])
+        if node.encoding == "numerical" and pred != "TRUE":
+            q.add("one")
+            k.add("bos")
+    else:
+        raise ValueError(f"head node {node.label} is a {node.expr_type}, expected Aggregate or SelectorWidth")
+    return {"q": q, "k": k, "v": v}
+
+
+def _select_owners(label: str, nodes: dict[str, NodeInfo]) -> set[str]:
+    return {label}
+
+
+def candidate_edges(model: CompiledTransformer, ablation: str = "zero") -> set[tuple[str, str]]:
+    """Ground-truth edges before the dangling rule."""
+    if ablation not in ("zero", "interchange"):
+        raise ValueError(f"ablation must be 'zero' or 'interchange', got {ablation!r}")
+    meta = model.metadata
+    dirs = direction_owners(meta)
+    owner_of = {d.index: d.owner for d in dirs}
+    varying_owners = token_dependent_sops(meta)
+    graph = ComputationalGraph(model.config.n_layers, model.config.n_heads)
+    writes = writer_supports(model)
+    reads = reader_supports(model)
+    nodes = meta.node_by_label
+
+    # restrict attention inputs to what their RASP node uses
+    for head, label in meta.blocks.heads.items():
+        layer, h = names.parse_node(head)[1:3]
+        used = _head_semantic_owners(nodes[label], meta)
+        for role in "qkv":
+            r = names.head_input(layer, h, role)
+            reads[r] = {i for i in reads[r] if owner_of[i] in used[role]}
+    for r in list(reads):  # heads with no program node read nothing
+        kind, layer, h, _ = names.parse_node(r)
+        if kind == "head_input" and names.head(layer, h) not in meta.blocks.heads:
+            reads[r] = set()
+
+    def varies(i: int) -> bool:
+        o = owner_of[i]
+        if o in ("one", "bos", "pad"):
+            return False
+        return o in varying_owners
+
+    edges = set()
+    for w, r in graph.edges:
+        shared = writes[w] & reads[r]
+        if ablation == "interchange":
+            shared = {i for i in shared if varies(i)}
+        if shared:
+            edges.add((w, r))
+    return edges
+
+
+def ground_truth(model: CompiledTransformer, ablation: str = "zero") -> Circuit:
+    edges = prune_dangling(candidate_edges(model, ablation))
+    return Circuit(sorted(edges), model=model.metadata.name, meta={"ablation": ablation, "kind": "ground_truth"})
+
+
+def ground_truth_dict(model: CompiledTransformer) -> dict[str, list[list[str]]]:
+    return {a: [list(e) for e in ground_truth(model, a).edges] for a in ("zero", "interchange")}
+
+
+def ground_truth_graph(model: CompiledTransformer, ablation: str = "zero") -> nx.DiGraph:
+    return ground_truth(model, ablation).to_reader_networkx()

@@ -1,0 +1,144 @@
+"""Model subcommands: info, run, compile, import-tracr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edgeprune.errors import EdgePruneError, InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="describe a compiled model: layers, blocks, ground truth")
+    p.add_argument("model", help="saved model dir, Tracr reference dir, or program name")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("run", help="run a compiled model on tokens")
+    p.add_argument("model", help="saved model dir, Tracr reference dir, or program name")
+    p.add_argument("tokens", nargs="*", help="input tokens (BOS is added)")
+    p.add_argument("--inputs", type=Path, help="file with one JSON list of tokens per line")
+    p.add_argument("--json", action="store_true", help="one JSON line {input, output} per input")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("import-tracr", help="import a Tracr reference directory into a saved model")
+    p.add_argument("ref_dir", type=Path)
+    p.add_argument("-o", "--out", type=Path, required=True, help="output model directory")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("compile", help="compile a library program and save it")
+    p.add_argument("program")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output model directory")
+    p.set_defaults(func=cmd_compile)
+
+
+def model_info(model) -> dict:
+    from compiled.ground_truth import ground_truth_dict
+    from pruning.graph import ComputationalGraph
+    from verify import names
+
+    c, meta = model.config, model.metadata
+    heads = [sorted(int(h.split(".h")[1]) for h in meta.blocks.heads if h.startswith(f"a{l}.")) for l in range(c.n_layers)]
+    graph = ComputationalGraph(c.n_layers, c.n_heads)
+    return {
+        "name": meta.name,
+        "source": meta.source,
+        "layers": c.n_layers,
+        "heads": [len(h) for h in heads],
+        "head_indices": heads,
+        "mlps": [1 if names.mlp(l) in meta.blocks.mlps else 0 for l in range(c.n_layers)],
+        "n_heads": c.n_heads,
+        "d_model": c.d_model,
+        "mlp_hidden": c.mlp_hidden,
+        "vocab": meta.vocab,
+        "max_seq_len": meta.max_seq_len,
+        "output_encoding": meta.output_encoding,
+        "output_sop": meta.output_sop,
+        "blocks": {"heads": meta.blocks.heads, "mlps": meta.blocks.mlps},
+        "graph_edges": graph.n_edges,
+        "ground_truth": ground_truth_dict(model),
+    }
+
+
+def cmd_info(args) -> int:
+    from compiled.resolve import resolve_model
+
+    info = model_info(resolve_model(args.model))
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"{info['name']} ({info['source']}): {info['layers']} layers, d_model {info['d_model']}, "
+          f"{info['graph_edges']} edges in the graph, output {info['output_encoding']}")
+    for l in range(info["layers"]):
+        hs = ", ".join(f"a{l}.h{h}={info['blocks']['heads'][f'a{l}.h{h}']}" for h in info["head_indices"][l]) or "-"
+        ms = ", ".join(info["blocks"]["mlps"].get(f"m{l}", [])) or "-"
+        print(f"  layer {l}: heads {hs}; mlp {ms}")
+    for ablation, edges in info["ground_truth"].items():
+        print(f"ground truth ({ablation}, {len(edges)} edges):")
+        for w, r in edges:
+            print(f"  {w} -> {r}")
+    return 0
+
+
+def _read_inputs(path: Path) -> list[list]:
+    if not path.is_file():
+        raise InputError(f"inputs file {path} does not exist")
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            seq = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{i}: not a JSON list of tokens ({exc})") from exc
+        if not isinstance(seq, list):
+            raise InputError(f"{path}:{i}: expected a JSON list of tokens, got {type(seq).__name__}")
+        out.append(seq)
+    return out
+
+
+def cmd_run(args) -> int:
+    from compiled.resolve import resolve_model
+
+    model = resolve_model(args.model)
+    if args.inputs and args.tokens:
+        raise EdgePruneError("give either tokens or --inputs FILE, not both")
+    inputs = _read_inputs(args.inputs) if args.inputs else [args.tokens]
+    inputs = [[_coerce(model, t) for t in seq] for seq in inputs]
+    outputs = model.run(inputs)
+    for seq, out in zip(inputs, outputs):
+        if args.json:
+            print(json.dumps({"input": seq, "output": out}))
+        else:
+            print(" ".join(map(str, seq)), "->", " ".join(map(str, out)))
+    return 0
+
+
+def _coerce(model, token):
+    value = model.metadata.coerce_token(token)
+    if value is None:
+        raise InputError(f"token {token!r} is not in the vocab of {model.metadata.name}; allowed: {sorted(map(str, model.metadata.vocab))}")
+    return value
+
+
+def cmd_import(args) -> int:
+    from compiled.ground_truth import ground_truth_dict
+    from compiled.io import save_model
+    from compiled.tracr_import import load_reference_dir
+
+    model, _ = load_reference_dir(args.ref_dir)
+    save_model(model, args.out, ground_truth=ground_truth_dict(model))
+    print(f"imported {args.ref_dir} -> {args.out}")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from compiled.ground_truth import ground_truth_dict
+    from compiled.io import save_model
+    from compiled.resolve import compile_registered
+
+    model = compile_registered(args.program)
+    save_model(model, args.out, ground_truth=ground_truth_dict(model))
+    print(f"compiled {args.program} -> {args.out}")
+    return 0
