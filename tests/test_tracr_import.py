@@ -1,0 +1,178 @@
+"""Imported Tracr models reproduce Tracr's own outputs and residual streams."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from compiled.io import load_model, save_model
+from compiled.tracr_import import load_reference_dir, load_reference_samples
+from edgeprune.errors import InputError, ModelFileError
+from tests.conftest import REFERENCE_PROGRAMS
+
+
+@pytest.fixture(scope="module", params=REFERENCE_PROGRAMS)
+def imported(request, reference_dir):
+    ref = reference_dir / request.param
+    model, raw = load_reference_dir(ref)
+    return model, raw, load_reference_samples(ref), np.load(ref / "residuals.npz")
+
+
+def test_six_reference_programs_present():
+    assert set(REFERENCE_PROGRAMS) >= {"reverse", "xproportion", "hist", "length", "pair_balance", "sort_unique"}
+
+
+def test_decoded_outputs_match_tracr(imported):
+    model, raw, samples, _ = imported
+    outputs = model.run([s["input"] for s in samples])
+    for out, s in zip(outputs, samples):
+        expected = s["tracr_decoded"][1:]
+        if model.is_categorical:
+            assert out == expected, s["input"]
+        else:
+            assert np.allclose(out, np.asarray(expected, dtype=float), atol=1e-5), s["input"]
+
+
+def test_final_residual_matches_within_1e5(imported):
+    model, _, samples, res = imported
+    final = torch.from_numpy(res["final_residual"])
+    lengths = res["lengths"]
+    for i, s in enumerate(samples):
+        n = int(lengths[i]) + 1
+        got = model(torch.tensor([s["input_ids"]]))[0]
+        assert (got - final[i, :n]).abs().max().item() < 1e-5
+
+
+def test_layer_residuals_match(imported):
+    model, _, samples, res = imported
+    for k, idx in enumerate(res["layer_residual_sample_index"]):
+        s = samples[int(idx)]
+        n = len(s["input_ids"])
+        trace = model.residual_trace(torch.tensor([s["input_ids"]]))
+        for j, x in enumerate(trace):
+            assert (x[0] - torch.from_numpy(res["layer_residuals"][k, j, :n])).abs().max().item() < 1e-5
+
+
+def test_metadata_blocks_match_layers(imported):
+    model, raw, _, _ = imported
+    for lay in raw["layers"]:
+        l = lay["layer"]
+        heads = {h for h in model.metadata.blocks.heads if h.startswith(f"a{l}.")}
+        assert len(heads) == len(lay["heads"])
+        assert (f"m{l}" in model.metadata.blocks.mlps) == bool(lay["mlp_nodes"])
+
+
+def test_batched_padding_equals_single_runs(reference_dir):
+    model, _ = load_reference_dir(reference_dir / "reverse")
+    inputs = [[1], [2, 3], [3, 1, 2, 2, 1]]
+    assert model.run(inputs) == [model.run([s])[0] for s in inputs]
+
+
+def test_save_and_load_round_trip(tmp_path, reference_dir):
+    model, _ = load_reference_dir(reference_dir / "hist")
+    save_model(model, tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    ids = torch.tensor([model.metadata.encode(["a", "b", "a"])])
+    assert torch.equal(model(ids), again(ids))
+    assert again.metadata.to_dict() == model.metadata.to_dict()
+
+
+# ----- bad input --------------------------------------------------------------
+
+def test_token_outside_vocab(reference_dir):
+    model, _ = load_reference_dir(reference_dir / "reverse")
+    with pytest.raises(InputError, match="not in the vocab"):
+        model.run([[1, 7]])
+
+
+def test_input_longer_than_max_seq_len(reference_dir):
+    model, _ = load_reference_dir(reference_dir / "reverse")
+    with pytest.raises(InputError, match="max_seq_len=5"):
+        model.run([[1, 2, 3, 1, 2, 3]])
+
+
+def test_bos_is_not_an_input_token(reference_dir):
+    model, _ = load_reference_dir(reference_dir / "reverse")
+    with pytest.raises(InputError):
+        model.run([["BOS", 1]])
+
+
+def test_reference_dir_missing_params(tmp_path, reference_dir):
+    shutil.copy(reference_dir / "reverse" / "model.json", tmp_path / "model.json")
+    with pytest.raises(ModelFileError, match="missing params.npz"):
+        load_reference_dir(tmp_path)
+
+
+def test_reference_dir_not_a_directory(tmp_path):
+    with pytest.raises(ModelFileError, match="not a directory"):
+        load_reference_dir(tmp_path / "nope")
+
+
+def test_reference_dir_malformed_json(tmp_path, reference_dir):
+    shutil.copy(reference_dir / "reverse" / "params.npz", tmp_path / "params.npz")
+    (tmp_path / "model.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match="not valid JSON"):
+        load_reference_dir(tmp_path)
+
+
+def test_reference_dir_missing_field(tmp_path, reference_dir):
+    shutil.copy(reference_dir / "reverse" / "params.npz", tmp_path / "params.npz")
+    raw = json.loads((reference_dir / "reverse" / "model.json").read_text())
+    del raw["residual_labels"]
+    (tmp_path / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelFileError, match="residual_labels"):
+        load_reference_dir(tmp_path)
+
+
+def test_reference_dir_missing_parameter(tmp_path, reference_dir):
+    shutil.copy(reference_dir / "reverse" / "model.json", tmp_path / "model.json")
+    with np.load(reference_dir / "reverse" / "params.npz") as z:
+        params = {k: z[k] for k in z.files if "layer_3/mlp/linear_2/w" not in k}
+    np.savez(tmp_path / "params.npz", **params)
+    with pytest.raises(ModelFileError, match="layer_3/mlp/linear_2/w"):
+        load_reference_dir(tmp_path)
+
+
+def test_reference_dir_failed_compile(tmp_path):
+    (tmp_path / "FAILED.txt").write_text("boom")
+    with pytest.raises(ModelFileError, match="failed Tracr compile"):
+        load_reference_dir(tmp_path)
+
+
+def test_saved_model_files_disagree(tmp_path, reference_dir):
+    rev, _ = load_reference_dir(reference_dir / "reverse")
+    hist, _ = load_reference_dir(reference_dir / "hist")
+    save_model(rev, tmp_path / "rev")
+    save_model(hist, tmp_path / "hist")
+    shutil.copy(tmp_path / "hist" / "weights.safetensors", tmp_path / "rev" / "weights.safetensors")
+    with pytest.raises(ModelFileError, match="disagrees|shape"):
+        load_model(tmp_path / "rev")
+
+
+def test_saved_model_missing_weights(tmp_path, reference_dir):
+    rev, _ = load_reference_dir(reference_dir / "reverse")
+    save_model(rev, tmp_path / "rev")
+    (tmp_path / "rev" / "weights.safetensors").unlink()
+    with pytest.raises(ModelFileError, match="weights.safetensors"):
+        load_model(tmp_path / "rev")
+
+
+def test_live_tracr_model_converts_like_the_reference(reference_dir):
+    """With the optional tracr package: compile reverse with Tracr and convert it in Python."""
+    pytest.importorskip("tracr", reason="the optional tracr package is not installed")
+    from tracr.compiler import compiling, lib  # type: ignore
+    from tracr.rasp import rasp  # type: ignore
+
+    from compiled.ground_truth import ground_truth
+    from compiled.tracr_import import from_tracr_model
+
+    program = lib.make_reverse(rasp.tokens)
+    assembled = compiling.compile_rasp_to_model(program, {1, 2, 3}, 5, compiler_bos="BOS", compiler_pad="compiler_pad")
+    model = from_tracr_model(assembled, program, {1, 2, 3}, 5, name="reverse")
+    assert model.run([[1, 2, 3], [3, 3, 1]]) == [[3, 2, 1], [1, 3, 3]]
+    ref, _ = load_reference_dir(reference_dir / "reverse")
+    assert ground_truth(model, "zero").edges == ground_truth(ref, "zero").edges
