@@ -1,0 +1,468 @@
+"""The named programs of the suite: each RASP program with its vocab, length, samplers and settings.
+
+A ``ProgramSpec`` is everything the rest of the project needs to know about a
+task: how to build the program (fresh on every call, so RASP ids never leak
+between programs), which inputs are valid (``vocab``, ``max_seq_len``,
+``input_constraint``), how to draw clean inputs and same-length interchange
+corruptions, and how to enumerate every valid input for exhaustive checks.
+
+Vocab and length follow Tracr's usual test parameters and, where a Tracr
+reference exists (``tracr-reference/<name>/model.json``), exactly the
+reference's ``construction``, ``vocab`` and ``max_seq_len``. They are kept
+small on purpose: compiled models stay a few layers deep and exhaustive
+enumeration stays below ~5000 inputs.
+
+Random number generators: every ``rng`` argument may be a
+``numpy.random.Generator`` or a ``random.Random``; results depend only on the
+generator's state, so a seeded generator gives reproducible data.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+import random
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
+
+import numpy as np
+
+from edgeprune.errors import EdgePruneError, InputError
+from programs import library as lib
+from programs import rasp
+
+Token = Any
+Rng = Union[np.random.Generator, random.Random]
+# draws one valid input of the given length (used instead of the uniform sampler)
+LengthSampler = Callable[["ProgramSpec", Rng, int], list]
+
+CONSTRAINTS: dict[Optional[str], str] = {
+    None: "any sequence over the vocab",
+    "distinct": "pairwise-distinct tokens (the program is only correct on them)",
+}
+ENCODINGS = ("categorical", "numerical")
+
+# Corruption draws this many same-length candidates looking for one that changes the output.
+CORRUPT_TRIES = 32
+NUMERIC_TOL = 1e-9
+
+
+# ----------------------------------------------------------------------------- rng helpers
+
+
+def _randbelow(rng: Rng, n: int) -> int:
+    """Uniform integer in [0, n) from either kind of generator."""
+    if hasattr(rng, "integers"):
+        return int(rng.integers(n))
+    if hasattr(rng, "randrange"):
+        return rng.randrange(n)
+    raise TypeError(f"expected numpy.random.Generator or random.Random, got {type(rng).__name__}")
+
+
+def _random(rng: Rng) -> float:
+    return float(rng.random())
+
+
+def values_equal(a: Any, b: Any, tol: float = NUMERIC_TOL) -> bool:
+    """One output value equals another: numbers (bools included) up to ``tol``, others exactly.
+
+    Why: ``rasp.evaluate`` returns the lone selected element itself, so a mean
+    can be ``True`` at one position and ``1.0`` at another for the same program.
+    """
+    if a is None or b is None:
+        return a is None and b is None
+    num = (int, float, bool, np.integer, np.floating, np.bool_)
+    if isinstance(a, num) and isinstance(b, num) and not isinstance(a, str) and not isinstance(b, str):
+        return abs(float(a) - float(b)) <= tol * max(1.0, abs(float(a)), abs(float(b)))
+    return a == b
+
+
+def outputs_equal(a: Sequence[Any], b: Sequence[Any], tol: float = NUMERIC_TOL) -> bool:
+    """Two output sequences agree position by position (see ``values_equal``)."""
+    return len(a) == len(b) and all(values_equal(x, y, tol) for x, y in zip(a, b))
+
+
+# ----------------------------------------------------------------------------- the spec
+
+
+@dataclass(frozen=True, eq=False)
+class ProgramSpec:
+    """One named task. Treat instances as read-only; ``build()`` gives a fresh RASP program."""
+
+    name: str
+    description: str  # one line
+    build: Callable[[], rasp.SOp]
+    vocab: tuple[Token, ...]  # sorted: enumeration order and the compiler's token order
+    max_seq_len: int
+    output_encoding: str  # "categorical" or "numerical"
+    construction: str = ""  # the equivalent Tracr lib call, as recorded in tracr-reference model.json
+    input_constraint: Optional[str] = None  # a key of CONSTRAINTS
+    pruning: dict = field(default_factory=dict)  # per-program overrides of the pruning config
+    sampler: Optional[LengthSampler] = None  # custom draw of one input of a given length
+
+    def __post_init__(self) -> None:
+        if self.input_constraint not in CONSTRAINTS:
+            raise EdgePruneError(
+                f"program {self.name!r}: unknown input_constraint {self.input_constraint!r}; "
+                f"use one of {sorted(k for k in CONSTRAINTS if k)} or None"
+            )
+        if self.output_encoding not in ENCODINGS:
+            raise EdgePruneError(f"program {self.name!r}: output_encoding must be one of {ENCODINGS}")
+        if self.max_seq_len < 1 or not self.vocab:
+            raise EdgePruneError(f"program {self.name!r}: needs a non-empty vocab and max_seq_len >= 1")
+
+    # ----- the program ----------------------------------------------------
+    @cached_property
+    def program(self) -> rasp.SOp:
+        """One built program kept for evaluation (use ``build()`` for a graph of your own)."""
+        return self.build()
+
+    def evaluate(self, tokens: Sequence[Token]) -> list[Any]:
+        """The RASP evaluator's output on a valid input (checked first)."""
+        self.check_input(tokens)
+        return list(rasp.evaluate(self.program, list(tokens)))
+
+    def compile(self, **kwargs: Any):
+        """Compile a fresh build with this spec's vocab and length (``compiled.compiler.compile_program``)."""
+        from compiled.compiler import compile_program  # late: the compiler is heavier than the registry
+
+        return compile_program(self.build(), set(self.vocab), self.max_seq_len, name=self.name, **kwargs)
+
+    # ----- valid inputs ---------------------------------------------------
+    @property
+    def max_valid_len(self) -> int:
+        """Longest valid input (``distinct`` caps it at the vocab size)."""
+        if self.input_constraint == "distinct":
+            return min(self.max_seq_len, len(self.vocab))
+        return self.max_seq_len
+
+    def satisfies_constraint(self, tokens: Sequence[Token]) -> bool:
+        if self.input_constraint == "distinct":
+            return len(set(tokens)) == len(tokens)
+        return True
+
+    def is_valid(self, tokens: Sequence[Token]) -> bool:
+        return (
+            1 <= len(tokens) <= self.max_seq_len
+            and all(t in self.vocab for t in tokens)
+            and self.satisfies_constraint(tokens)
+        )
+
+    def check_input(self, tokens: Sequence[Token]) -> None:
+        """Raise ``InputError`` naming what is wrong with ``tokens`` and how to fix it."""
+        if len(tokens) == 0:
+            raise InputError(f"{self.name}: empty input; give 1..{self.max_seq_len} tokens from {list(self.vocab)}")
+        if len(tokens) > self.max_seq_len:
+            raise InputError(
+                f"{self.name}: input of length {len(tokens)} exceeds max_seq_len {self.max_seq_len}; shorten it"
+            )
+        unknown = [t for t in tokens if t not in self.vocab]
+        if unknown:
+            raise InputError(
+                f"{self.name}: unknown token(s) {unknown!r}; the vocab is {list(self.vocab)} "
+                "(tokens are typed: 1 and '1' differ)"
+            )
+        if not self.satisfies_constraint(tokens):
+            raise InputError(
+                f"{self.name}: input {list(tokens)!r} violates the constraint {self.input_constraint!r} "
+                f"({CONSTRAINTS[self.input_constraint]}); use pairwise-distinct tokens"
+            )
+
+    def count_inputs(self, length: Optional[int] = None) -> int:
+        """Number of valid inputs (of one length, or of every length 1..max_seq_len)."""
+        lengths = [length] if length is not None else range(1, self.max_seq_len + 1)
+        v = len(self.vocab)
+        if self.input_constraint == "distinct":
+            return sum(math.perm(v, n) for n in lengths if n <= v)
+        return sum(v**n for n in lengths)
+
+    def iter_inputs(self, length: Optional[int] = None) -> Iterator[list[Token]]:
+        """Valid inputs in length-then-lexicographic (vocab order) order."""
+        lengths = [length] if length is not None else range(1, self.max_seq_len + 1)
+        for n in lengths:
+            for seq in itertools.product(self.vocab, repeat=n):
+                if self.satisfies_constraint(seq):
+                    yield list(seq)
+
+    def enumerate_inputs(self, limit: Optional[int] = None) -> list[list[Token]]:
+        """All valid inputs of length 1..max_seq_len (the first ``limit`` of them), for exhaustive checks."""
+        return list(itertools.islice(self.iter_inputs(), limit))
+
+    # ----- sampling -------------------------------------------------------
+    def sample_one(self, rng: Rng, length: int) -> list[Token]:
+        """One valid input of exactly ``length`` tokens."""
+        if not 1 <= length <= self.max_valid_len:
+            raise InputError(f"{self.name}: cannot sample length {length}; valid lengths are 1..{self.max_valid_len}")
+        if self.sampler is not None:
+            return self.sampler(self, rng, length)
+        if self.input_constraint == "distinct":
+            pool = list(self.vocab)
+            return [pool.pop(_randbelow(rng, len(pool))) for _ in range(length)]
+        return [self.vocab[_randbelow(rng, len(self.vocab))] for _ in range(length)]
+
+    def sample_inputs(self, rng: Rng, n: int, length: Optional[int] = None) -> list[list[Token]]:
+        """``n`` valid inputs; lengths uniform over 1..max_seq_len unless ``length`` is given."""
+        out = []
+        for _ in range(n):
+            size = length if length is not None else 1 + _randbelow(rng, self.max_valid_len)
+            out.append(self.sample_one(rng, size))
+        return out
+
+    def corrupt(self, rng: Rng, clean: Sequence[Token]) -> list[Token]:
+        """An interchange corruption of ``clean``: same length, valid, and where possible a different output.
+
+        Draws up to CORRUPT_TRIES same-length inputs and returns the first whose
+        output differs from the clean output; failing that, the first that
+        differs in tokens; failing that (one valid input of this length), a copy.
+        Why same length: positions and length then match between the two runs,
+        which is what makes resample-ablation circuits small and well defined.
+        """
+        self.check_input(clean)
+        clean = list(clean)
+        clean_out = rasp.evaluate(self.program, clean)
+        fallback: Optional[list[Token]] = None
+        for _ in range(CORRUPT_TRIES):
+            cand = self.sample_one(rng, len(clean))
+            if cand == clean:
+                continue
+            if not outputs_equal(rasp.evaluate(self.program, cand), clean_out):
+                return cand
+            if fallback is None:
+                fallback = cand
+        return fallback if fallback is not None else clean
+
+    def corrupt_pairs(self, rng: Rng, n: int) -> list[tuple[list[Token], list[Token]]]:
+        """``n`` (clean, corrupted) pairs, a ready-made interchange dataset."""
+        return [(c, self.corrupt(rng, c)) for c in self.sample_inputs(rng, n)]
+
+    # ----- listing --------------------------------------------------------
+    def to_dict(self) -> dict:
+        """JSON-ready summary (no callables)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "vocab": list(self.vocab),
+            "max_seq_len": self.max_seq_len,
+            "output_encoding": self.output_encoding,
+            "input_constraint": self.input_constraint,
+            "construction": self.construction,
+            "num_inputs": self.count_inputs(),
+            "pruning": dict(self.pruning),
+        }
+
+
+# ----------------------------------------------------------------------------- custom samplers
+
+
+def _dyck_sampler(pairs: Sequence[str]) -> LengthSampler:
+    """Half the time a balanced (shuffle-Dyck) sequence when the length is even, else uniform.
+
+    Why: uniform inputs are almost never balanced, so a uniform dataset would
+    teach (and test) little beyond "output 0".
+    """
+
+    def sample(spec: ProgramSpec, rng: Rng, length: int) -> list[Token]:
+        if length % 2 == 1 or _random(rng) < 0.5:
+            return [spec.vocab[_randbelow(rng, len(spec.vocab))] for _ in range(length)]
+        open_count = [0] * len(pairs)
+        out: list[Token] = []
+        for step in range(length):
+            remaining = length - step
+            moves: list[tuple[str, int]] = []
+            if sum(open_count) + 1 <= remaining - 1:
+                moves += [("open", p) for p in range(len(pairs))]
+            moves += [("close", p) for p in range(len(pairs)) if open_count[p] > 0]
+            kind, p = moves[_randbelow(rng, len(moves))]
+            if kind == "open":
+                open_count[p] += 1
+                out.append(pairs[p][0])
+            else:
+                open_count[p] -= 1
+                out.append(pairs[p][1])
+        return out
+
+    return sample
+
+
+# ----------------------------------------------------------------------------- the registry
+
+
+def _nary_f(x: int, y: int, z: int) -> int:
+    return x + y - z
+
+
+_SPECS: list[ProgramSpec] = [
+    ProgramSpec(
+        name="reverse",
+        description="out[i] = tokens[n-1-i] (length via SelectorWidth, then an index-matching Aggregate)",
+        build=lambda: lib.make_reverse(rasp.tokens),
+        vocab=(1, 2, 3),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="lib.make_reverse(rasp.tokens)",
+        pruning={"steps": 6000},  # the paper's Tracr setting for reverse
+    ),
+    ProgramSpec(
+        name="xproportion",
+        description="out[i] = fraction of 'x' among tokens[0..i] (numerical mean Aggregate)",
+        build=lambda: lib.make_frac_prevs(rasp.tokens == "x"),
+        vocab=("w", "x", "y", "z"),
+        max_seq_len=5,
+        output_encoding="numerical",
+        construction='lib.make_frac_prevs(rasp.tokens == "x")',
+        pruning={"steps": 720},  # the paper's Tracr setting for xproportion
+    ),
+    ProgramSpec(
+        name="length",
+        description="out[i] = n, the input length (SelectorWidth of an all-true selector)",
+        build=lib.make_length,
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="lib.make_length()",
+    ),
+    ProgramSpec(
+        name="hist",
+        description="out[i] = number of positions holding the same token as position i",
+        build=lib.make_hist,
+        vocab=("a", "b", "c", "d"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="lib.make_hist()",
+    ),
+    ProgramSpec(
+        name="sort_unique",
+        description="tokens sorted ascending; inputs must have pairwise-distinct tokens",
+        build=lambda: lib.make_sort_unique(rasp.tokens, rasp.tokens),
+        vocab=(1, 2, 3, 4, 5),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="lib.make_sort_unique(rasp.tokens, rasp.tokens)",
+        input_constraint="distinct",
+    ),
+    ProgramSpec(
+        name="sort",
+        description="tokens sorted ascending, repeats allowed (keys made unique with key + i/max_seq_len)",
+        build=lambda: lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=5, min_key=1),
+        vocab=(1, 2, 3, 4),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=5, min_key=1)",
+    ),
+    ProgramSpec(
+        name="sort_freq",
+        description="tokens sorted by descending frequency, ties in input order",
+        build=lambda: lib.make_sort_freq(max_seq_len=5),
+        vocab=(1, 2, 3, 4),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="lib.make_sort_freq(max_seq_len=5)",
+    ),
+    ProgramSpec(
+        name="pair_balance",
+        description="out[i] = fraction of '(' minus fraction of ')' in tokens[0..i] (numerical)",
+        build=lambda: lib.make_pair_balance(rasp.tokens, "(", ")"),
+        vocab=("(", ")"),
+        max_seq_len=6,
+        output_encoding="numerical",
+        construction='lib.make_pair_balance(rasp.tokens, "(", ")")',
+    ),
+    ProgramSpec(
+        name="shuffle_dyck",
+        description="True everywhere iff the parentheses '()' are balanced",
+        build=lambda: lib.make_shuffle_dyck(["()"]),
+        vocab=("(", ")"),
+        max_seq_len=6,
+        output_encoding="categorical",
+        construction='lib.make_shuffle_dyck(pairs=["()"])',
+        sampler=_dyck_sampler(["()"]),
+    ),
+    ProgramSpec(
+        name="shuffle_dyck2",
+        description="True everywhere iff both '()' and '{}' are balanced (shuffle-Dyck-2)",
+        build=lib.make_shuffle_dyck2,
+        vocab=("(", ")", "{", "}"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="lib.make_shuffle_dyck2()",
+        sampler=_dyck_sampler(["()", "{}"]),
+    ),
+    ProgramSpec(
+        name="count_less_freq",
+        description="out[i] = number of positions whose token occurs at most 2 times",
+        build=lambda: lib.make_count_less_freq(n=2),
+        vocab=("a", "b", "c", "d"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="lib.make_count_less_freq(n=2)",
+    ),
+    ProgramSpec(
+        name="detect_pattern",
+        description="True at i iff tokens[i-2..i] == 'abc' (None at the first two positions)",
+        build=lambda: lib.detect_pattern(rasp.tokens, "abc"),
+        vocab=("a", "b", "c"),
+        max_seq_len=6,
+        output_encoding="categorical",
+        construction='lib.detect_pattern(rasp.tokens, "abc")',
+    ),
+    ProgramSpec(
+        name="shift_by",
+        description="out[i] = tokens[i-1] (None at position 0)",
+        build=lambda: lib.shift_by(1, rasp.tokens),
+        vocab=("a", "b", "c", "d"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="lib.shift_by(1, rasp.tokens)",
+    ),
+    ProgramSpec(
+        name="nary_sequencemap",
+        description="out[i] = tokens[i] + tokens[i] - i via tuple-building SequenceMaps and a Map",
+        build=lambda: lib.make_nary_sequencemap(_nary_f, rasp.tokens, rasp.tokens, rasp.indices),
+        vocab=(1, 2, 3),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="lib.make_nary_sequencemap(lambda x, y, z: x + y - z, rasp.tokens, rasp.tokens, rasp.indices)",
+    ),
+    ProgramSpec(
+        name="count",
+        description="out[i] = number of 'a' tokens in the input",
+        build=lambda: lib.make_count(rasp.tokens, "a"),
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction='lib.make_count(rasp.tokens, "a")',
+    ),
+]
+
+_REGISTRY: dict[str, ProgramSpec] = {spec.name: spec for spec in _SPECS}
+assert len(_REGISTRY) == len(_SPECS), "duplicate program names in the registry"
+
+
+def list_programs() -> list[ProgramSpec]:
+    """Every registered program, in registry order."""
+    return list(_SPECS)
+
+
+def program_names() -> list[str]:
+    return [spec.name for spec in _SPECS]
+
+
+def get_program(name: str) -> ProgramSpec:
+    """The spec called ``name``; an unknown name raises ``EdgePruneError`` listing the known ones."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        pass
+    close = difflib.get_close_matches(str(name), program_names(), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise EdgePruneError(
+        f"unknown program {name!r}.{hint} Known programs: {', '.join(program_names())}. "
+        "Run `edgeprune programs` to list them with their vocab and lengths."
+    )
+
+
+__all__ = [
+    "CONSTRAINTS", "ProgramSpec", "get_program", "list_programs", "outputs_equal", "program_names", "values_equal",
+]
