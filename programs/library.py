@@ -45,7 +45,7 @@ def make_reverse(sop: rasp.SOp) -> rasp.SOp:
 def make_pair_balance(sop: rasp.SOp, open_token: Any, close_token: Any) -> rasp.SOp:
     """Fraction of ``open_token`` minus fraction of ``close_token`` in each prefix (numerical).
 
-    make_pair_balance(tokens, "(", ")")(list("(()")) == [1, 0, 1/3]
+    make_pair_balance(tokens, "(", ")")(list("(()")) == [1, 1, 1/3]
     """
     bools_open = rasp.numerical(sop == open_token).named("bools_open")
     opens = rasp.numerical(make_frac_prevs(bools_open)).named("opens")

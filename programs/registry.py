@@ -46,6 +46,8 @@ ENCODINGS = ("categorical", "numerical")
 
 # Corruption draws this many same-length candidates looking for one that changes the output.
 CORRUPT_TRIES = 32
+# ... and when none does, searches every same-length input if there are at most this many.
+EXHAUSTIVE_CORRUPT_MAX = 5000
 NUMERIC_TOL = 1e-9
 
 
@@ -213,9 +215,13 @@ class ProgramSpec:
     def corrupt(self, rng: Rng, clean: Sequence[Token]) -> list[Token]:
         """An interchange corruption of ``clean``: same length, valid, and where possible a different output.
 
-        Draws up to CORRUPT_TRIES same-length inputs and returns the first whose
-        output differs from the clean output; failing that, the first that
-        differs in tokens; failing that (one valid input of this length), a copy.
+        Draws up to CORRUPT_TRIES same-length inputs from the sampler and returns
+        the first whose output differs from the clean output. When none does
+        (outputs that change only on rare inputs, e.g. a detected pattern), it
+        picks uniformly among *all* same-length inputs with another output
+        (enumerated once per length and cached; lengths with at most
+        EXHAUSTIVE_CORRUPT_MAX inputs). Failing that (the output cannot change,
+        as for ``length``), another same-length input; failing that, a copy.
         Why same length: positions and length then match between the two runs,
         which is what makes resample-ablation circuits small and well defined.
         """
@@ -231,7 +237,27 @@ class ProgramSpec:
                 return cand
             if fallback is None:
                 fallback = cand
+        if self.count_inputs(len(clean)) <= EXHAUSTIVE_CORRUPT_MAX:
+            table = self._outputs_of_length(len(clean))
+            changing = [x for x, out in table if not outputs_equal(out, clean_out)]
+            if changing:
+                return list(changing[_randbelow(rng, len(changing))])
+            if fallback is None:
+                others = [x for x, _ in table if x != clean]
+                if others:
+                    fallback = list(others[_randbelow(rng, len(others))])
         return fallback if fallback is not None else clean
+
+    def _outputs_of_length(self, length: int) -> list[tuple[list[Token], list[Any]]]:
+        """Every valid input of ``length`` with its output; computed once per length."""
+        cache = self._length_table_cache
+        if length not in cache:
+            cache[length] = [(x, rasp.evaluate(self.program, x)) for x in self.iter_inputs(length)]
+        return cache[length]
+
+    @cached_property
+    def _length_table_cache(self) -> dict[int, list[tuple[list[Token], list[Any]]]]:
+        return {}
 
     def corrupt_pairs(self, rng: Rng, n: int) -> list[tuple[list[Token], list[Token]]]:
         """``n`` (clean, corrupted) pairs, a ready-made interchange dataset."""
