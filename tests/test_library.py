@@ -6,7 +6,6 @@ import json
 import random
 import re
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
