@@ -1,0 +1,90 @@
+"""Adapter for ``transformers`` GPT-2 (``GPT2LMHeadModel``): the model's own modules and weights.
+
+Layout (method-facts 1.1): writers ``tok`` and ``pos``; per head separate q, k, v
+readers, each normalised by the layer's ``ln_1`` after mixing; a head's output is
+its attention result through its slice of ``c_proj`` plus ``b_O / H``; the MLP is
+the module's own ``mlp`` on ``ln_2`` of its input; ``out`` is ``lm_head(ln_f(x))``.
+GPT-2's ``Conv1D`` stores weights as (in, out), so ``c_attn``'s columns are
+[q | k | v], each head-major: head h owns columns h*dh .. (h+1)*dh of each part.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from edgeprune.errors import EdgePruneError
+from pruning.adapters.hf_loading import HFAdapterBase
+from pruning.graph import ComputationalGraph
+from verify import names
+
+
+class GPT2Adapter(HFAdapterBase):
+    """GPT-2 blocks for the disentangled forward; options as in ``HFAdapterBase``.
+
+    Not supported (refused): cross-attention layers.  ``reorder_and_upcast_attn`` only
+    changes rounding; scores are computed in float32 here regardless.
+    Positions are 0..T-1 for every row, as ``transformers`` does without explicit
+    ``position_ids``: pad on the right.
+    """
+
+    def __init__(self, model: Any, **options: Any):
+        super().__init__(model, **options)
+        cfg = model.config
+        if getattr(cfg, "add_cross_attention", False):
+            raise EdgePruneError("GPT-2 with cross-attention is not supported by the edge-pruning adapter")
+        self.tf = model.transformer
+        self.H = cfg.n_head
+        self.D = cfg.n_embd
+        self.dh = self.D // self.H
+        name = getattr(cfg, "_name_or_path", "") or "gpt2"
+        self.graph = ComputationalGraph(cfg.n_layer, cfg.n_head, embeddings=(names.TOK, names.POS), model=name)
+
+    # ----- writers ---------------------------------------------------------
+    def embed(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        ids = ids.to(self.device)
+        T = ids.shape[1]
+        tok = self.tf.wte(ids)
+        pos = self.tf.wpe(torch.arange(T, device=self.device))[None].expand_as(tok)
+        return [self._out(tok), self._out(pos)]
+
+    def _qkv_weights(self, layer: int, part: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D, H, dh) weight and (H, dh) bias of q (part 0), k (1) or v (2) in layer ``layer``."""
+        c_attn = self.tf.h[layer].attn.c_attn
+        D, H, dh = self.D, self.H, self.dh
+        w = c_attn.weight[:, part * D:(part + 1) * D].reshape(D, H, dh)
+        b = c_attn.bias[part * D:(part + 1) * D].reshape(H, dh)
+        return w, b
+
+    def _attention_block(self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor,
+                         key_mask: torch.Tensor | None) -> torch.Tensor:
+        block = self.tf.h[layer]
+        projected = []
+        for part, x in enumerate((xq, xk, xv)):
+            w, b = self._qkv_weights(layer, part)
+            if x.dim() == 3:  # one shared input: the plain model, no per-head copies
+                y = torch.einsum("btd,dhe->bhte", block.ln_1(self._in(x)), w)
+            else:
+                y = torch.einsum("bhtd,dhe->bhte", block.ln_1(self._in(x)), w)
+            projected.append(y + b[None, :, None, :])
+        q, k, v = projected
+        z = self._attend(q, k, v, block.attn.scaling, key_mask)  # (B, H, T, dh)
+        c_proj = block.attn.c_proj
+        w_o = c_proj.weight.reshape(self.H, self.dh, self.D)
+        heads = torch.einsum("bhte,hed->bhtd", z, w_o) + c_proj.bias / self.H
+        return self._out(heads)
+
+    def attention(self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor,
+                  key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self._maybe_checkpoint(self._attention_block, layer, xq, xk, xv, key_mask)
+
+    def _mlp_block(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        block = self.tf.h[layer]
+        return self._out(block.mlp(block.ln_2(self._in(x))))
+
+    def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        return self._maybe_checkpoint(self._mlp_block, layer, x)
+
+    def readout(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.lm_head(self.tf.ln_f(self._in(x))).float()

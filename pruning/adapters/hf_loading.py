@@ -1,0 +1,225 @@
+"""Loading Hugging Face causal LMs and choosing the adapter for their architecture.
+
+Why a separate module: loading is the only place that talks to ``from_pretrained``
+(hub id or local directory), and the dispatch keeps the list of supported
+architectures in one spot so the error message can name them.  The shared
+block arithmetic for HF adapters (masking, dtypes, checkpointing, fingerprint)
+lives in ``HFAdapterBase`` so the GPT-2 and Llama adapters only describe what
+differs between the families.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import torch
+
+from edgeprune.errors import EdgePruneError, ModelFileError
+from pruning.adapter import ModelAdapter
+
+#: architecture class name -> (module, adapter class name); imported lazily to avoid cycles
+SUPPORTED_ARCHITECTURES: dict[str, tuple[str, str]] = {
+    "GPT2LMHeadModel": ("pruning.adapters.gpt2", "GPT2Adapter"),
+    "LlamaForCausalLM": ("pruning.adapters.llama", "LlamaAdapter"),
+}
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16,
+    "float64": torch.float64, "fp64": torch.float64,
+}
+
+
+class HFModel(NamedTuple):
+    """A loaded model and its tokenizer (None when the directory has none and it was not required)."""
+
+    model: Any
+    tokenizer: Any
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise EdgePruneError(f"unknown dtype {dtype!r}; use one of {', '.join(sorted(_DTYPES))}") from None
+
+
+def load_hf_model(name_or_dir: str | Path, dtype: str | torch.dtype = "float32", device: str | torch.device = "cpu",
+                  tokenizer: bool = True, attn_implementation: str | None = "eager",
+                  local_files_only: bool | None = None) -> HFModel:
+    """``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained`` on a hub id or a local directory.
+
+    The model is put in eval mode (no dropout: pruning compares deterministic runs).
+    ``attn_implementation`` defaults to "eager" so that the reference logits use the
+    same plain softmax arithmetic as the adapters.  A local directory is loaded with
+    ``local_files_only`` so a machine without network never tries the hub.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = resolve_dtype(dtype)
+    src = str(name_or_dir)
+    is_dir = Path(src).is_dir()
+    if local_files_only is None:
+        local_files_only = is_dir
+    if not is_dir and src.startswith((".", "/", "~")):
+        raise ModelFileError(f"model directory {src} does not exist; give an existing directory or a hub id such as gpt2")
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "local_files_only": local_files_only}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model = AutoModelForCausalLM.from_pretrained(src, **kwargs)
+    except (OSError, ValueError) as exc:
+        where = "directory" if is_dir else "hub id"
+        raise ModelFileError(
+            f"could not load a causal LM from {where} {src}: {exc}. Check the path (config.json and weights), "
+            "or, for a hub id, that the machine can reach the hub or the model is in the local cache"
+        ) from exc
+    model.to(device)
+    model.eval()
+    tok = None
+    if tokenizer:
+        try:
+            tok = AutoTokenizer.from_pretrained(src, local_files_only=local_files_only)
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(
+                f"could not load a tokenizer from {src}: {exc}. Save one next to the model "
+                "(tokenizer.save_pretrained) or pass tokenizer=False"
+            ) from exc
+    return HFModel(model, tok)
+
+
+def adapter_for(model: Any, **options: Any) -> "HFAdapterBase":
+    """The adapter for ``model``'s architecture; ``options`` go to the adapter (see ``HFAdapterBase``)."""
+    import importlib
+
+    arch = type(model).__name__
+    if arch not in SUPPORTED_ARCHITECTURES:
+        declared = getattr(getattr(model, "config", None), "architectures", None)
+        extra = f" (config.architectures = {declared})" if declared else ""
+        raise EdgePruneError(
+            f"no edge-pruning adapter for architecture {arch}{extra}; supported: "
+            f"{', '.join(SUPPORTED_ARCHITECTURES)}. Load the model as one of these, or write a ModelAdapter for it"
+        )
+    module, cls = SUPPORTED_ARCHITECTURES[arch]
+    return getattr(importlib.import_module(module), cls)(model, **options)
+
+
+class HFAdapterBase(ModelAdapter):
+    """What every ``transformers`` adapter shares.
+
+    Options:
+      * ``stream_dtype`` (default float32): dtype of the tensors the engine mixes.  The
+        blocks run in the model's own dtype (e.g. bfloat16: inputs are cast down on entry,
+        outputs cast up on exit), so a bf16 model keeps its compute cost while the
+        residual mixing and the masks stay float32.  The engine multiplies float32
+        masks with the stream, so the stream dtype must match the mask dtype.
+      * ``gradient_checkpointing`` (default False): each attention block (from the
+        per-reader inputs to the per-head outputs) and each MLP is recomputed in the
+        backward pass instead of storing its internals (per-reader norms, q/k/v,
+        attention probabilities, MLP hidden).  Only active when gradients are on.
+      * ``freeze`` (default True): the model's parameters get ``requires_grad=False``;
+        Edge Pruning trains masks only, and frozen weights need no gradient buffers.
+    The model is set to eval mode: dropout would make clean and masked runs differ.
+    """
+
+    def __init__(self, model: Any, stream_dtype: torch.dtype | str = torch.float32,
+                 gradient_checkpointing: bool = False, freeze: bool = True):
+        self.model = model
+        model.eval()
+        if freeze:
+            model.requires_grad_(False)
+        self.stream_dtype = resolve_dtype(stream_dtype)
+        self.gradient_checkpointing = gradient_checkpointing
+        p = next(model.parameters())
+        self.dtype, self.device = p.dtype, p.device
+
+    # ----- helpers for subclasses -------------------------------------------
+    def _in(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.dtype)
+
+    def _out(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.stream_dtype)
+
+    def _maybe_checkpoint(self, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
+
+    def _additive_mask(self, T: int, key_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        """(B or 1, 1, T, T) additive mask: causal plus key padding.
+
+        A large finite negative (not -inf) keeps rows with no allowed key (a pad query
+        under left padding) finite, as ``transformers`` does.
+        """
+        allowed = torch.ones(T, T, dtype=torch.bool, device=self.device).tril()[None, None]
+        if key_mask is not None:
+            allowed = allowed & key_mask.to(self.device).bool()[:, None, None, :]
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device)
+        return mask.masked_fill(~allowed, torch.finfo(dtype).min)
+
+    @staticmethod
+    def _per_head(x: torch.Tensor, n: int) -> torch.Tensor:
+        """Accept a shared (B, T, D) input as well as per-reader (B, n, T, D) ones."""
+        return x.unsqueeze(1).expand(-1, n, -1, -1) if x.dim() == 3 else x
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scaling: float,
+                key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Softmax attention (B, H, T, dh) from q (B, H, T, dh), k and v (B, KV, T, dh); KV divides H.
+
+        Query head h uses key/value head h // (H / KV), the order of ``repeat_kv``.
+        Scores and softmax in float32, like the eager ``transformers`` attention.
+        """
+        H, KV = q.shape[1], k.shape[1]
+        if KV != H:
+            k = k.repeat_interleave(H // KV, dim=1)
+            v = v.repeat_interleave(H // KV, dim=1)
+        scores = torch.matmul(q, k.transpose(-1, -2)).float() * scaling
+        scores = scores + self._additive_mask(q.shape[2], key_mask, torch.float32)
+        probs = torch.softmax(scores, dim=-1).to(v.dtype)
+        return torch.matmul(probs, v)
+
+    # ----- ModelAdapter ------------------------------------------------------
+    def loss_mask(self, ids: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Every real (non-pad) position; a task narrows this to its target positions."""
+        if key_mask is None:
+            return torch.ones_like(ids, dtype=torch.bool)
+        return key_mask.bool().clone()
+
+    def model_id(self) -> str:
+        """Architecture, name, config and a sample of every weight: cheap even for 13B models.
+
+        Hashing every byte of a large model takes minutes; the first and last 256 values
+        of each tensor plus the config tell two checkpoints apart in practice.
+        """
+        h = hashlib.sha256()
+        cfg = self.model.config.to_dict()
+        h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+        for name, p in sorted(self.model.named_parameters()):
+            flat = p.detach().reshape(-1)
+            sample = torch.cat([flat[:256], flat[-256:]]).float().cpu().contiguous()
+            h.update(name.encode())
+            h.update(sample.numpy().tobytes())
+        name = getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
+        return f"{name}:{h.hexdigest()[:16]}"
+
+    @torch.no_grad()
+    def writer_outputs(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Plain forward that feeds one shared (B, T, D) input to every head (no per-head copies)."""
+        outs = list(self.embed(ids))
+        x = torch.stack(outs).sum(0)
+        for layer in range(self.n_layers):
+            heads = self.attention(layer, x, x, x, key_mask)
+            outs.extend(heads.unbind(1))
+            x = x + heads.sum(1)
+            m = self.mlp(layer, x)
+            outs.append(m)
+            x = x + m
+        return torch.stack(outs)
