@@ -1,0 +1,240 @@
+"""The ``transformers`` adapters against the real models (tiny, random, saved and reloaded locally).
+
+Checks: every mask at 1 gives the original model's logits; every mask at 0 under
+interchange ablation gives the logits on the corrupted input; a random binary
+edge and node mask agrees with the slow edge-by-edge forward; unsupported
+architectures are refused by name; edge counts of the paper's graphs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+from edgeprune.errors import EdgePruneError, ModelFileError  # noqa: E402
+from pruning.adapters.gpt2 import GPT2Adapter  # noqa: E402
+from pruning.adapters.hf_loading import adapter_for, load_hf_model  # noqa: E402
+from pruning.adapters.llama import LlamaAdapter  # noqa: E402
+from pruning.disentangled import DisentangledForward, ablated_states  # noqa: E402
+from pruning.graph import ComputationalGraph  # noqa: E402
+from verify.slow_adapter_forward import masked_forward_adapter  # noqa: E402
+
+torch.set_num_threads(1)
+
+WORDS = [f"w{i}" for i in range(28)]
+VOCAB = 32  # 28 words + [UNK] [PAD] [BOS] + 1 spare
+TOL = 1e-4
+
+
+def _tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[UNK]": 0, "[PAD]": 1, "[BOS]": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="[BOS]")
+
+
+def _save(model, path: Path) -> Path:
+    model.save_pretrained(path)
+    _tokenizer().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory) -> Path:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64,
+                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    model = GPT2LMHeadModel(cfg)
+    with torch.no_grad():  # random biases and norms, so the b_O / H split and ln per reader are exercised
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return _save(model, tmp_path_factory.mktemp("gpt2"))
+
+
+@pytest.fixture(scope="module", params=[(4, 2), (4, 4)], ids=["gqa4x2", "mha4"])
+def llama_dir(request, tmp_path_factory) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    heads, kv = request.param
+    torch.manual_seed(1)
+    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                      num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=64,
+                      attention_bias=(kv == heads), tie_word_embeddings=False)
+    model = LlamaForCausalLM(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    return _save(model, tmp_path_factory.mktemp(f"llama{heads}x{kv}"))
+
+
+def _inputs(tok, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    rows = [" ".join(WORDS[int(i)] for i in torch.randint(0, len(WORDS), (7,), generator=g)) for _ in range(3)]
+    clean = tok(rows, return_tensors="pt")["input_ids"]
+    rows_c = [" ".join(WORDS[int(i)] for i in torch.randint(0, len(WORDS), (7,), generator=g)) for _ in range(3)]
+    corrupted = tok(rows_c, return_tensors="pt")["input_ids"]
+    return clean, corrupted
+
+
+def _loaded(path: Path):
+    model, tok = load_hf_model(path, dtype="float32")
+    adapter = adapter_for(model)
+    return model, tok, adapter
+
+
+@pytest.fixture(params=["gpt2", "llama"])
+def loaded(request, gpt2_dir, llama_dir):
+    return _loaded(gpt2_dir if request.param == "gpt2" else llama_dir)
+
+
+def test_dispatch_and_graph(gpt2_dir, llama_dir):
+    _, tok, gpt2 = _loaded(gpt2_dir)
+    assert isinstance(gpt2, GPT2Adapter) and gpt2.graph.embeddings == ("tok", "pos")
+    assert tok.convert_tokens_to_ids("w0") == 3
+    model, _, llama = _loaded(llama_dir)
+    assert isinstance(llama, LlamaAdapter) and llama.graph.embeddings == ("tok",)
+    assert llama.graph.kv_heads == model.config.num_key_value_heads
+
+
+def test_all_masks_one_equal_model(loaded):
+    model, tok, adapter = loaded
+    ids, _ = _inputs(tok, 0)
+    with torch.no_grad():
+        want = model(ids).logits
+        fwd = DisentangledForward(adapter)
+        ones = adapter.graph.allowed_mask()
+        got = fwd.output(ids, ones)
+        plain = adapter.full_output(ids)
+    assert (got - want).abs().max() < TOL
+    assert (plain - want).abs().max() < TOL
+
+
+def test_all_masks_zero_interchange_equal_corrupted_run(loaded):
+    model, tok, adapter = loaded
+    ids, corrupted = _inputs(tok, 1)
+    with torch.no_grad():
+        want = model(corrupted).logits
+        ablated = ablated_states(adapter, "interchange", ids, corrupted)
+        got = DisentangledForward(adapter).output(ids, torch.zeros_like(adapter.graph.allowed_mask()), None, ablated)
+    assert (got - want).abs().max() < TOL
+
+
+@pytest.mark.parametrize("ablation", ["zero", "interchange"])
+def test_random_mask_matches_slow_forward(loaded, ablation):
+    _, tok, adapter = loaded
+    g = adapter.graph
+    ids, corrupted = _inputs(tok, 2)
+    gen = torch.Generator().manual_seed(3)
+    allowed = g.allowed_mask()
+    edge_mask = allowed * (torch.rand(allowed.shape, generator=gen) < 0.6)
+    node_mask = (torch.rand(len(g.writers), generator=gen) < 0.8).float()
+    # the effective edge mask is z_wr * z_w: fold the node mask into the edge set for the slow loop
+    eff = edge_mask * node_mask[:, None]
+    kept = [(g.writers[w], g.readers[r]) for w, r in eff.nonzero().tolist()]
+    assert 0 < len(kept) < g.n_edges
+    with torch.no_grad():
+        ablated = ablated_states(adapter, ablation, ids, corrupted if ablation == "interchange" else None)
+        got = DisentangledForward(adapter).output(ids, edge_mask, node_mask, ablated)
+    want = masked_forward_adapter(adapter, ids, kept, ablation, corrupted)
+    assert (got - want).abs().max() < TOL
+
+
+def test_key_padding_matches_model(loaded):
+    model, tok, adapter = loaded
+    rows = ["w1 w2 w3 w4 w5", "w6 w7"]
+    enc = tok(rows, return_tensors="pt", padding=True)
+    ids, km = enc["input_ids"], enc["attention_mask"]
+    assert tok.padding_side == "right" and not bool(km.all())
+    with torch.no_grad():
+        want = model(ids, attention_mask=km).logits
+        got = DisentangledForward(adapter).output(ids, adapter.graph.allowed_mask(), key_mask=km.bool())
+    real = km.bool()
+    assert (got[real] - want[real]).abs().max() < TOL
+    assert torch.isfinite(got).all()
+    assert torch.equal(adapter.loss_mask(ids, km), real)
+
+
+def test_gradients_reach_masks_with_checkpointing(gpt2_dir):
+    """Gradient checkpointing changes memory, not values: same gradients with and without."""
+    model, tok = load_hf_model(gpt2_dir)
+    ids, corrupted = _inputs(tok, 4)
+    grads = []
+    for ckpt in (False, True):
+        adapter = adapter_for(model, gradient_checkpointing=ckpt)
+        mask = (adapter.graph.allowed_mask() * 0.7).requires_grad_(True)
+        ablated = ablated_states(adapter, "interchange", ids, corrupted)
+        out = DisentangledForward(adapter).output(ids, mask, None, ablated)
+        out.logsumexp(-1).sum().backward()
+        grads.append(mask.grad)
+        assert not any(p.requires_grad for p in model.parameters())
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_bfloat16_model_runs_with_float32_stream(llama_dir):
+    model32, tok = load_hf_model(llama_dir, dtype="float32")
+    model16, _ = load_hf_model(llama_dir, dtype="bfloat16")
+    assert next(model16.parameters()).dtype == torch.bfloat16
+    ids, _ = _inputs(tok, 5)
+    adapter = adapter_for(model16)
+    with torch.no_grad():
+        got = DisentangledForward(adapter).output(ids, adapter.graph.allowed_mask())
+        want = model32(ids).logits
+    assert got.dtype == torch.float32
+    assert (got - want).abs().max() < 0.1  # bf16 rounding only
+
+
+def test_unsupported_architecture_is_named(tmp_path):
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    cfg = GPTNeoXConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16)
+    path = _save(GPTNeoXForCausalLM(cfg), tmp_path / "neox")
+    model, _ = load_hf_model(path)
+    with pytest.raises(EdgePruneError, match="GPTNeoXForCausalLM.*GPT2LMHeadModel.*LlamaForCausalLM"):
+        adapter_for(model)
+
+
+def test_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        load_hf_model(tmp_path / "nope")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelFileError, match="could not load"):
+        load_hf_model(empty)
+
+
+def test_edge_counts_of_the_papers_graphs():
+    gpt2_small = ComputationalGraph(12, 12)  # tok and pos writers
+    assert gpt2_small.n_edges == 32_936
+    assert len(gpt2_small.writers) == 158 and len(gpt2_small.readers) == 445
+    # CodeLlama-13B without an embedding node: count without materialising 3.9M edge tuples
+    codellama = ComputationalGraph(40, 40, embeddings=())
+    assert len(codellama.writers) == 1640 and len(codellama.readers) == 4841
+    assert sum(codellama.n_inputs(r) for r in codellama.readers) == 3_872_820
+    assert int(codellama.allowed_mask().sum()) == 3_872_820
+    with_emb = ComputationalGraph(40, 40, embeddings=("tok",))
+    assert sum(with_emb.n_inputs(r) for r in with_emb.readers) == 3_877_661
+
+
+def test_gqa_edge_count_matches_formula():
+    """EP's Llama formula: [R with an embedding node] + sum_l H(1 + (L-l-1)(H+2KV+1) + 1) + (L-l-1)(H+2KV+1) + 1."""
+    L, H, KV = 3, 4, 2
+    g = ComputationalGraph(L, H, embeddings=("tok",), n_kv_heads=KV)
+    R = L * (H + 2 * KV + 1) + 1
+    per = H + 2 * KV + 1
+    want = R + sum(H * (1 + (L - l - 1) * per + 1) + (L - l - 1) * per + 1 for l in range(L))
+    assert g.n_edges == want
+    assert len(g.readers) == R
