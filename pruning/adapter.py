@@ -1,0 +1,84 @@
+"""What a model family provides so the one engine can prune it.
+
+Why an ABC of blocks rather than a model wrapper: the disentangled forward
+mixes the writers itself and only needs each block's arithmetic.  A block must
+apply its own input normalisation (layer norm per reader, after mixing), accept
+per-head inputs, and return per-head outputs that sum to the block output.
+Families differ in: the embedding writers (``tok``/``pos`` or a single ``tok``
+for rotary models), grouped-query attention (fewer k/v readers: inputs of shape
+(B, KV, T, D)), the final read (final norm + unembedding), and which positions
+the task scores.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from pruning.graph import ComputationalGraph
+
+
+class ModelAdapter(ABC):
+    """One model family's blocks, in the order of ``graph.writers`` / ``graph.readers``."""
+
+    graph: ComputationalGraph
+    #: "categorical" (a distribution over an output space) or "numerical" (one value per position)
+    output_kind: str = "categorical"
+
+    @property
+    def n_heads(self) -> int:
+        return self.graph.n_heads
+
+    @property
+    def n_layers(self) -> int:
+        return self.graph.n_layers
+
+    @abstractmethod
+    def embed(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """Embedding writers' outputs, one (B, T, D) tensor per ``graph.embeddings`` entry."""
+
+    @abstractmethod
+    def attention(self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor,
+                  key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-head outputs (B, H, T, D) from per-reader inputs q (B, H, T, D), k and v (B, KV, T, D)."""
+
+    @abstractmethod
+    def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """MLP output (B, T, D) from its mixed input (B, T, D)."""
+
+    @abstractmethod
+    def readout(self, x: torch.Tensor) -> torch.Tensor:
+        """Task output from the mixed input of ``out``: logits (B, T, V) or values (B, T)."""
+
+    @abstractmethod
+    def loss_mask(self, ids: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Boolean (B, T): positions whose output the objective scores."""
+
+    def model_id(self) -> str:
+        """A fingerprint of the model, stored in checkpoints to refuse resuming on another model."""
+        return self.graph.model
+
+    @torch.no_grad()
+    def writer_outputs(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Every writer's output (W, B, T, D) in the plain model (no masks): the corrupted activations.
+
+        Override with the family's own fast forward when it has one.
+        """
+        outs = list(self.embed(ids))
+        x = torch.stack(outs).sum(0)
+        H, KV = self.graph.n_heads, self.graph.kv_heads
+        for layer in range(self.n_layers):
+            heads = self.attention(layer, x.unsqueeze(1).expand(-1, H, -1, -1), x.unsqueeze(1).expand(-1, KV, -1, -1),
+                                   x.unsqueeze(1).expand(-1, KV, -1, -1), key_mask)
+            outs.extend(heads.unbind(1))
+            x = x + heads.sum(1)
+            m = self.mlp(layer, x)
+            outs.append(m)
+            x = x + m
+        return torch.stack(outs)
+
+    @torch.no_grad()
+    def full_output(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The unpruned model's task output on ``ids`` (the objective's reference)."""
+        return self.readout(self.writer_outputs(ids, key_mask).sum(0))

@@ -1,0 +1,1 @@
+"""Model-family adapters for the pruning engine."""

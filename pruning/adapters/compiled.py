@@ -1,0 +1,64 @@
+"""Adapter for compiled (Tracr-style) transformers: ``compiled.model.CompiledTransformer``."""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from compiled.model import CompiledTransformer
+from pruning.adapter import ModelAdapter
+from pruning.graph import ComputationalGraph
+
+
+class CompiledAdapter(ModelAdapter):
+    """Tracr layout: ``tok`` and ``pos`` writers, no final norm, output = the output-space directions.
+
+    The loss scores every real (non-pad) position except BOS, whose output has no meaning.
+    """
+
+    def __init__(self, model: CompiledTransformer):
+        self.model = model
+        c = model.config
+        self.graph = ComputationalGraph(c.n_layers, c.n_heads, model=model.metadata.name)
+        self.output_kind = "categorical" if model.is_categorical else "numerical"
+
+    def embed(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.model.embed(ids))
+
+    def attention(self, layer, xq, xk, xv, key_mask=None):
+        return self.model.attention(layer, xq, xk, xv, key_mask)
+
+    def mlp(self, layer, x):
+        return self.model.mlp(layer, x)
+
+    def readout(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.readout(x)
+
+    def loss_mask(self, ids, key_mask):
+        mask = torch.ones_like(ids, dtype=torch.bool) if key_mask is None else key_mask.bool().clone()
+        mask[:, 0] = False
+        return mask
+
+    @torch.no_grad()
+    def writer_outputs(self, ids, key_mask=None):
+        tok, pos = self.model.embed(ids)
+        outs = [tok, pos]
+        x = tok + pos
+        for layer in range(self.model.config.n_layers):
+            heads = self.model.attention(layer, x, x, x, key_mask)
+            outs.extend(heads.unbind(1))
+            x = x + heads.sum(1)
+            m = self.model.mlp(layer, x)
+            outs.append(m)
+            x = x + m
+        return torch.stack(outs)
+
+    def model_id(self) -> str:
+        """Name plus a hash of the weights: a checkpoint only resumes on the very same model."""
+        h = hashlib.sha256()
+        h.update(self.model.metadata.name.encode())
+        for name, p in sorted(self.model.named_parameters()):
+            h.update(name.encode())
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+        return f"{self.model.metadata.name}:{h.hexdigest()[:16]}"

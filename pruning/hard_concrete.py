@@ -1,0 +1,109 @@
+"""Hard-concrete (Louizos et al. 2018) gates: the relaxed binary masks of Edge Pruning.
+
+Why this shape: masks exist only for edges the graph allows (a flat vector of
+``graph.n_edges`` log-alphas) and for writers (node masks), so no parameter is
+spent on impossible edges (the reference over-allocates a dense matrix whose
+unused entries drift under weight decay and distort the deterministic mask).
+Constants follow the reference implementation (``method-facts.md`` section 3).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pruning.graph import ComputationalGraph
+
+
+@dataclass(frozen=True)
+class HardConcreteConfig:
+    beta: float = 2.0 / 3.0  # temperature
+    left: float = -0.1  # stretch interval [left, right]
+    right: float = 1.1
+    eps: float = 1e-6  # u ~ U(eps, 1 - eps)
+    init_mean: float = 10.0  # log_alpha ~ N(init_mean, init_std^2)
+    init_std: float = 0.01
+    eval_factor: float = 0.8  # deterministic soft mask = sigmoid(log_alpha / beta * eval_factor)
+
+
+DEFAULT = HardConcreteConfig()
+
+
+def sample_gates(log_alpha: torch.Tensor, cfg: HardConcreteConfig = DEFAULT, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One reparameterised sample z in [0, 1] per entry (gradients flow to ``log_alpha``)."""
+    u = torch.rand(log_alpha.shape, generator=generator, dtype=log_alpha.dtype, device=log_alpha.device)
+    u = u * (1 - 2 * cfg.eps) + cfg.eps
+    s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / cfg.beta)
+    return (s * (cfg.right - cfg.left) + cfg.left).clamp(0.0, 1.0)
+
+
+def prob_nonzero(log_alpha: torch.Tensor, cfg: HardConcreteConfig = DEFAULT) -> torch.Tensor:
+    """P(z > 0) in closed form: 1 - Q(0) with Q the stretched concrete CDF."""
+    return torch.sigmoid(log_alpha - cfg.beta * math.log(-cfg.left / cfg.right))
+
+
+def expected_l0(log_alpha: torch.Tensor, cfg: HardConcreteConfig = DEFAULT) -> torch.Tensor:
+    """Expected number of non-zero gates (the closed-form L0 norm)."""
+    return prob_nonzero(log_alpha, cfg).sum()
+
+
+def soft_mask(log_alpha: torch.Tensor, cfg: HardConcreteConfig = DEFAULT) -> torch.Tensor:
+    """The reference's deterministic soft value of each gate (before zeroing)."""
+    return torch.sigmoid(log_alpha / cfg.beta * cfg.eval_factor)
+
+
+def deterministic_gates(log_alpha: torch.Tensor, cfg: HardConcreteConfig = DEFAULT) -> torch.Tensor:
+    """Evaluation mask: the round(sum Q(0)) smallest soft values are set to 0, the rest kept soft."""
+    soft = soft_mask(log_alpha, cfg)
+    n_zero = int(round(float((1 - prob_nonzero(log_alpha, cfg)).sum())))
+    if n_zero > 0:
+        idx = torch.argsort(soft)[:n_zero]
+        soft = soft.clone()
+        soft[idx] = 0.0
+    return soft
+
+
+class MaskParameters(nn.Module):
+    """Edge log-alphas (one per allowed edge, ordered as ``graph.edges``) and node log-alphas (one per writer)."""
+
+    def __init__(self, graph: ComputationalGraph, cfg: HardConcreteConfig = DEFAULT, generator: torch.Generator | None = None):
+        super().__init__()
+        self.graph = graph
+        self.cfg = cfg
+        self.edge_log_alpha = nn.Parameter(torch.empty(graph.n_edges))
+        self.node_log_alpha = nn.Parameter(torch.empty(len(graph.writers)))
+        self.reset(generator)
+        # (writer index, reader index) of every flat edge entry, for scattering into a dense matrix
+        w_idx = [graph.writer_index[w] for w, _ in graph.edges]
+        r_idx = [graph.reader_index[r] for _, r in graph.edges]
+        self.register_buffer("edge_writer", torch.tensor(w_idx, dtype=torch.long), persistent=False)
+        self.register_buffer("edge_reader", torch.tensor(r_idx, dtype=torch.long), persistent=False)
+
+    @torch.no_grad()
+    def reset(self, generator: torch.Generator | None = None) -> None:
+        for p in (self.edge_log_alpha, self.node_log_alpha):
+            p.copy_(torch.randn(p.shape, generator=generator) * self.cfg.init_std + self.cfg.init_mean)
+
+    def sample(self, generator: torch.Generator | None = None, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampled (edge z, node z): shapes (n_edges,), (n_writers,) for one sample shared by a whole
+        batch (the reference), or (n, n_edges), (n, n_writers) for ``n`` independent samples."""
+        if n is None:
+            return sample_gates(self.edge_log_alpha, self.cfg, generator), sample_gates(self.node_log_alpha, self.cfg, generator)
+        e = self.edge_log_alpha.unsqueeze(0).expand(n, -1)
+        v = self.node_log_alpha.unsqueeze(0).expand(n, -1)
+        return sample_gates(e, self.cfg, generator), sample_gates(v, self.cfg, generator)
+
+    def deterministic(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return deterministic_gates(self.edge_log_alpha, self.cfg), deterministic_gates(self.node_log_alpha, self.cfg)
+
+    def dense(self, edge_z: torch.Tensor) -> torch.Tensor:
+        """Scatter flat edge values (n_edges,) or (n, n_edges) into (n_writers, n_readers) or
+        (n, n_writers, n_readers); disallowed entries stay 0."""
+        W, R = len(self.graph.writers), len(self.graph.readers)
+        if edge_z.dim() == 1:
+            return edge_z.new_zeros(W, R).index_put((self.edge_writer, self.edge_reader), edge_z)
+        out = edge_z.new_zeros(W, R, edge_z.shape[0]).index_put((self.edge_writer, self.edge_reader), edge_z.T)
+        return out.permute(2, 0, 1)

@@ -1,0 +1,319 @@
+"""The pruning loop: masks + Lagrangian trained with AdamW, checkpoints, resume, metrics log.
+
+Why these choices: AdamW with weight decay 0.01 on masks and lambdas and global
+gradient clipping at 1.0 are the reference's (HF Trainer) defaults, and they
+shape the dynamics (decay is what first moves log-alphas off their saturated
+init of 10).  Everything random (mask noise, batch order) comes from one
+``torch.Generator`` whose state is checkpointed, so an interrupted run resumes
+bit-for-bit and reaches the same circuit.  Checkpoints are safetensors (tensors)
+plus JSON (step, config, fingerprints); nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from edgeprune.errors import EdgePruneError
+from pruning import objective as obj
+from pruning.adapter import ModelAdapter
+from pruning.disentangled import ABLATIONS, DisentangledForward, ablated_states
+from pruning.hard_concrete import MaskParameters
+from pruning.threshold import extract_circuit
+from verify.circuit import Circuit
+
+CHECKPOINT_TENSORS = "checkpoint.safetensors"
+CHECKPOINT_STATE = "checkpoint.json"
+METRICS = "metrics.jsonl"
+CHECKPOINT_FORMAT = "edgeprune-prune-checkpoint/1"
+
+
+@dataclass
+class PruneConfig:
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 0.5  # log-alphas (edges and nodes)
+    lambda_lr: float = 0.05  # Lagrange multipliers (gradient ascent)
+    edge_target: float = 1.02  # final sparsity target; above 1 keeps pushing until the loss resists
+    node_target: float | None = None  # None: no node Lagrangian (node masks still trained by the loss)
+    target_warmup: float = 0.8  # fraction of steps over which the target rises linearly from 0
+    lr_warmup: float = 0.1  # fraction of steps of linear LR warm-up (then linear decay to 0)
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ablation: str = "zero"
+    loss: str | None = None  # None: "kl" for categorical outputs, "seq_kl" for numerical ones
+    loss_scale: float = 1.0  # multiplies the faithfulness loss (balances it against the Lagrangian)
+    per_example_masks: bool = False  # one mask sample per example instead of one per batch (less gradient noise)
+    seed: int = 0
+    checkpoint_every: int = 0  # steps; 0 = only at the end when a run directory is given
+    log_every: int = 10
+    edge_sparsity: float | None = None  # final circuit: None = kept fraction equals the mean mask value
+
+    def __post_init__(self) -> None:
+        if self.ablation not in ABLATIONS:
+            raise EdgePruneError(f"unknown ablation {self.ablation!r}; use one of {', '.join(ABLATIONS)}")
+        if self.loss is not None and self.loss not in obj.LOSSES:
+            raise EdgePruneError(f"unknown loss {self.loss!r}; use one of {', '.join(obj.LOSSES)}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise EdgePruneError("steps and batch_size must be at least 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PruneConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class PruneData:
+    """Clean inputs, their key masks (None when all sequences fill every position) and corruptions."""
+
+    ids: torch.Tensor  # (N, T) long, BOS first
+    key_mask: torch.Tensor | None = None  # (N, T) bool
+    corrupted: torch.Tensor | None = None  # (N, T) long, same lengths as ``ids``
+
+    def __post_init__(self) -> None:
+        if self.corrupted is not None and tuple(self.corrupted.shape) != tuple(self.ids.shape):
+            raise EdgePruneError(
+                f"corrupted inputs have shape {tuple(self.corrupted.shape)} but clean inputs {tuple(self.ids.shape)}: "
+                "pair every clean input with a corruption of the same length"
+            )
+        if len(self.ids) == 0:
+            raise EdgePruneError("no training inputs; the program's sampler returned nothing")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for t in (self.ids, self.key_mask, self.corrupted):
+            h.update(b"none" if t is None else t.cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+@dataclass
+class PruneResult:
+    circuit: Circuit
+    masks: MaskParameters
+    steps: int
+    seconds: float
+    final_metrics: dict = field(default_factory=dict)
+
+
+class Pruner:
+    """Holds masks, lambdas, optimizer and RNG for one run; ``run`` trains and returns the circuit."""
+
+    def __init__(self, adapter: ModelAdapter, data: PruneData, config: PruneConfig):
+        self.adapter, self.data, self.cfg = adapter, data, config
+        if config.ablation == "interchange" and data.corrupted is None:
+            raise EdgePruneError("interchange ablation needs corrupted inputs in the data; give corruptions or use --ablation zero")
+        self.loss_kind = config.loss or obj.default_loss(adapter.output_kind)
+        self.gen = torch.Generator().manual_seed(config.seed)
+        self.masks = MaskParameters(adapter.graph, generator=self.gen)
+        self.edge_lambdas = torch.nn.Parameter(torch.zeros(2))
+        self.node_lambdas = torch.nn.Parameter(torch.zeros(2))
+        c = config
+        groups = [
+            {"params": [self.masks.edge_log_alpha, self.masks.node_log_alpha], "lr": c.lr, "maximize": False},
+            {"params": [self.edge_lambdas], "lr": c.lambda_lr, "maximize": True},
+        ]
+        if c.node_target is not None:
+            groups.append({"params": [self.node_lambdas], "lr": c.lambda_lr, "maximize": True})
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=c.weight_decay, betas=(0.9, 0.999), eps=1e-8)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.forward = DisentangledForward(adapter)
+        with torch.no_grad():
+            self.full_out = adapter.full_output(data.ids, data.key_mask)
+            self.loss_mask = adapter.loss_mask(data.ids, data.key_mask)
+        self.step = 0
+        self.elapsed = 0.0
+
+    # ----- one step -------------------------------------------------------
+    def _batch(self) -> torch.Tensor:
+        n = len(self.data)
+        if self.cfg.batch_size >= n:
+            return torch.arange(n)
+        return torch.randperm(n, generator=self.gen)[: self.cfg.batch_size]
+
+    def train_step(self) -> dict:
+        c = self.cfg
+        idx = self._batch()
+        ids = self.data.ids[idx]
+        km = None if self.data.key_mask is None else self.data.key_mask[idx]
+        corr = None if self.data.corrupted is None else self.data.corrupted[idx]
+        ablated = ablated_states(self.adapter, c.ablation, ids, corr, km)
+        edge_z, node_z = self.masks.sample(self.gen, len(idx) if c.per_example_masks else None)
+        out = self.forward.output(ids, self.masks.dense(edge_z), node_z, ablated, km)
+        faith = obj.faithfulness_loss(self.loss_kind, self.full_out[idx], out, self.loss_mask[idx])
+        warm = int(c.target_warmup * c.steps)
+        t_edge = obj.target_at(self.step, c.edge_target, warm)
+        s_edge = obj.sparsity(edge_z)
+        reg = obj.lagrangian(t_edge, s_edge, *self.edge_lambdas)
+        s_node = obj.sparsity(node_z)
+        if c.node_target is not None:
+            reg = reg + obj.lagrangian(obj.target_at(self.step, c.node_target, warm), s_node, *self.node_lambdas)
+        loss = c.loss_scale * faith + reg
+        obj.check_finite(loss.detach(), self.step)
+        factor = obj.lr_factor(self.step, c.steps, int(c.lr_warmup * c.steps))
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = base * factor
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if c.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return {"step": self.step, "loss": float(loss), "faithfulness": float(faith), "regularizer": float(reg),
+                "edge_sparsity": float(s_edge), "edge_target": t_edge, "node_sparsity": float(s_node),
+                "lambda1": float(self.edge_lambdas[0]), "lambda2": float(self.edge_lambdas[1]), "lr_factor": factor}
+
+    # ----- circuit --------------------------------------------------------
+    def circuit(self) -> Circuit:
+        c = self.cfg
+        meta = {"method": "edge-pruning", "ablation": c.ablation, "seed": c.seed, "steps": self.step,
+                "loss": self.loss_kind, "n_edges_total": self.adapter.graph.n_edges}
+        return extract_circuit(self.masks, c.edge_sparsity, model=self.adapter.graph.model, meta=meta)
+
+    # ----- checkpoints ----------------------------------------------------
+    def save_checkpoint(self, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            "edge_log_alpha": self.masks.edge_log_alpha.detach().clone(),
+            "node_log_alpha": self.masks.node_log_alpha.detach().clone(),
+            "edge_lambdas": self.edge_lambdas.detach().clone(),
+            "node_lambdas": self.node_lambdas.detach().clone(),
+            "rng_state": self.gen.get_state().clone(),
+        }
+        state = self.optimizer.state_dict()
+        opt_scalars = {}
+        for pid, st in state["state"].items():
+            for k, v in st.items():
+                if torch.is_tensor(v) and v.dim() > 0:
+                    tensors[f"opt.{pid}.{k}"] = v.detach().clone()
+                else:
+                    opt_scalars[f"{pid}.{k}"] = float(v)
+        tmp = run_dir / (CHECKPOINT_TENSORS + ".tmp")
+        save_file(tensors, str(tmp))
+        doc = {"format": CHECKPOINT_FORMAT, "step": self.step, "elapsed": self.elapsed, "config": self.cfg.to_dict(),
+               "model": self.adapter.model_id(), "data": self.data.fingerprint(), "n_edges": self.adapter.graph.n_edges,
+               "optimizer_scalars": opt_scalars}
+        tmp_json = run_dir / (CHECKPOINT_STATE + ".tmp")
+        tmp_json.write_text(json.dumps(doc, indent=1))
+        tmp.replace(run_dir / CHECKPOINT_TENSORS)
+        tmp_json.replace(run_dir / CHECKPOINT_STATE)
+
+    def load_checkpoint(self, run_dir: Path) -> None:
+        jpath, tpath = run_dir / CHECKPOINT_STATE, run_dir / CHECKPOINT_TENSORS
+        if not jpath.is_file() or not tpath.is_file():
+            raise EdgePruneError(f"no checkpoint in {run_dir} (expected {CHECKPOINT_STATE} and {CHECKPOINT_TENSORS}); run without --resume")
+        try:
+            doc = json.loads(jpath.read_text())
+        except json.JSONDecodeError as exc:
+            raise EdgePruneError(f"{jpath} is not valid JSON ({exc}); delete the run directory and start again") from exc
+        if doc.get("format") != CHECKPOINT_FORMAT:
+            raise EdgePruneError(f"{jpath} is not an edgeprune pruning checkpoint")
+        if doc.get("model") != self.adapter.model_id() or doc.get("n_edges") != self.adapter.graph.n_edges:
+            raise EdgePruneError(
+                f"checkpoint in {run_dir} was made for model {doc.get('model')!r}, not {self.adapter.model_id()!r}; "
+                "resume with the same model or use a fresh run directory"
+            )
+        if doc.get("data") != self.data.fingerprint():
+            raise EdgePruneError(f"checkpoint in {run_dir} was made with other training data; use the same program, seed and data")
+        saved = PruneConfig.from_dict(doc["config"])
+        if saved != self.cfg:
+            diff = {k: (v, getattr(self.cfg, k)) for k, v in saved.to_dict().items() if getattr(self.cfg, k) != v}
+            raise EdgePruneError(f"checkpoint in {run_dir} used other settings {diff} (saved, now); resume with the same settings")
+        t = load_file(str(tpath))
+        with torch.no_grad():
+            self.masks.edge_log_alpha.copy_(t["edge_log_alpha"])
+            self.masks.node_log_alpha.copy_(t["node_log_alpha"])
+            self.edge_lambdas.copy_(t["edge_lambdas"])
+            self.node_lambdas.copy_(t["node_lambdas"])
+        self.gen.set_state(t["rng_state"])
+        state = self.optimizer.state_dict()
+        new_state: dict = {}
+        for key, value in t.items():
+            if key.startswith("opt."):
+                _, pid, name = key.split(".", 2)
+                new_state.setdefault(int(pid), {})[name] = value
+        for key, value in doc.get("optimizer_scalars", {}).items():
+            pid, name = key.split(".", 1)
+            new_state.setdefault(int(pid), {})[name] = torch.tensor(value)
+        state["state"] = new_state
+        self.optimizer.load_state_dict(state)
+        self.step = int(doc["step"])
+        self.elapsed = float(doc.get("elapsed", 0.0))
+
+    # ----- loop -----------------------------------------------------------
+    def run(self, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+            stop_after: int | None = None, callback: Callable[[dict], None] | None = None) -> PruneResult:
+        """Train to ``config.steps`` (or only ``stop_after`` steps, for tests of resuming)."""
+        from tqdm import tqdm
+
+        c = self.cfg
+        rd = Path(run_dir) if run_dir is not None else None
+        if resume:
+            if rd is None:
+                raise EdgePruneError("--resume needs a run directory (--run-dir) holding a checkpoint")
+            self.load_checkpoint(rd)
+        log = None
+        if rd is not None:
+            rd.mkdir(parents=True, exist_ok=True)
+            mpath = rd / METRICS
+            kept = []
+            if resume and mpath.is_file():  # drop lines written after the checkpoint
+                kept = [ln for ln in mpath.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
+            mpath.write_text("".join(ln + "\n" for ln in kept))
+            log = mpath.open("a")
+        end = c.steps if stop_after is None else min(c.steps, self.step + stop_after)
+        bar = tqdm(total=c.steps, initial=self.step, disable=not progress, file=sys.stderr, desc="pruning", leave=False)
+        metrics: dict = {}
+        t0 = time.perf_counter()
+        try:
+            while self.step < end:
+                metrics = self.train_step()
+                bar.update(1)
+                if log is not None and (self.step % c.log_every == 0 or self.step == end):
+                    log.write(json.dumps(metrics) + "\n")
+                if callback is not None:
+                    callback(metrics)
+                if self.step % max(1, c.log_every) == 0:
+                    bar.set_postfix(loss=f"{metrics['loss']:.3g}", sparsity=f"{metrics['edge_sparsity']:.3f}")
+                if rd is not None and c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                    self.elapsed += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self.save_checkpoint(rd)
+        except KeyboardInterrupt:
+            if rd is not None:
+                self.elapsed += time.perf_counter() - t0
+                self.save_checkpoint(rd)
+                print(f"interrupted: checkpoint at step {self.step} saved in {rd}; continue with --resume", file=sys.stderr)
+            raise
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        self.elapsed += time.perf_counter() - t0
+        if rd is not None:
+            self.save_checkpoint(rd)
+        circuit = self.circuit()
+        if rd is not None:
+            circuit.save(rd / "circuit.json")
+        return PruneResult(circuit, self.masks, self.step, self.elapsed, metrics)
+
+
+def prune(adapter: ModelAdapter, data: PruneData, config: PruneConfig | None = None, run_dir: str | Path | None = None,
+          resume: bool = False, progress: bool = True) -> PruneResult:
+    """Library entry point: train masks on ``data`` and return the binarised circuit."""
+    return Pruner(adapter, data, config or PruneConfig()).run(run_dir, resume=resume, progress=progress)
