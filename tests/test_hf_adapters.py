@@ -52,9 +52,11 @@ def gpt2_dir(tmp_path_factory) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64,
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    cfg = GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64, bos_token_id=2, eos_token_id=2,
+                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=0.3)
     model = GPT2LMHeadModel(cfg)
+    # large weights (initializer_range 0.3) give peaked attention, so a wrong mask, scale or
+    # position shows up far above the tolerance instead of hiding in near-uniform attention
     with torch.no_grad():  # random biases and norms, so the b_O / H split and ln per reader are exercised
         for name, p in model.named_parameters():
             if name.endswith("bias") or ".ln_" in name:
@@ -70,7 +72,8 @@ def llama_dir(request, tmp_path_factory) -> Path:
     torch.manual_seed(1)
     cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                       num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=64,
-                      attention_bias=(kv == heads), tie_word_embeddings=False)
+                      attention_bias=(kv == heads), tie_word_embeddings=False,
+                      initializer_range=0.3)
     model = LlamaForCausalLM(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -193,7 +196,7 @@ def test_bfloat16_model_runs_with_float32_stream(llama_dir):
         got = DisentangledForward(adapter).output(ids, adapter.graph.allowed_mask())
         want = model32(ids).logits
     assert got.dtype == torch.float32
-    assert (got - want).abs().max() < 0.1  # bf16 rounding only
+    assert (got - want).abs().max() < 0.05 * want.abs().max()  # bf16 rounding only
 
 
 def test_unsupported_architecture_is_named(tmp_path):
