@@ -132,10 +132,37 @@ def _encode(tokenizer: Any, text: str, special: bool = True) -> list[int]:
 
 
 def _encode_pair(tokenizer: Any, prompt: str, answer: str, ex: TaskExample, which: str) -> tuple[list[int], int]:
-    """(ids of prompt+answer, number of prompt tokens); refuses answers that merge into the prompt."""
-    full = _encode(tokenizer, prompt + answer)
+    """(ids of prompt+answer, number of prompt tokens).
+
+    With a fast tokenizer the answer tokens are those whose character span reaches into the
+    answer, so "1 + 2 = <predict>3</predict>" scores GPT-2's " 3" token although the space sits
+    in the prompt; a token that swallows real prompt text (e.g. "ca"+"t" -> "cat") is refused.
+    Slow tokenizers fall back to "the prompt's ids are a prefix of prompt+answer's ids".
+    """
+    text = prompt + answer
     if not answer:
+        full = _encode(tokenizer, text)
         return full, len(full)
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(text, add_special_tokens=True, return_special_tokens_mask=True, return_offsets_mapping=True)
+        ids, special, offsets = list(enc["input_ids"]), list(enc["special_tokens_mask"]), list(enc["offset_mapping"])
+        while len(ids) > 1 and special[-1] == 1:
+            ids.pop(), special.pop(), offsets.pop()
+        cut = len(prompt)
+        first = next((i for i, ((a, b), sp) in enumerate(zip(offsets, special)) if not sp and b > cut), None)
+        if first is not None and offsets[first][0] < cut and text[offsets[first][0]:cut].strip():
+            raise EdgePruneError(
+                f"{ex.describe()}: the {which} answer {answer!r} does not tokenize separately from its prompt "
+                f"(token {text[offsets[first][0]:offsets[first][1]]!r} spans both); put a boundary (e.g. a "
+                "leading space) before the answer or use a tokenizer that splits there"
+            )
+        if first is None or first == 0:
+            raise EdgePruneError(
+                f"{ex.describe()}: no {which} prompt token precedes the answer {answer!r}; the prompt must "
+                "contain at least one token"
+            )
+        return ids, first
+    full = _encode(tokenizer, text)
     head = _encode(tokenizer, prompt)
     if full[: len(head)] != head or len(full) == len(head):
         raise EdgePruneError(
