@@ -225,7 +225,8 @@ def make_sampler(fmt: str, tokenizer: Any = None):
             answer = sep + ("True" if value(e) else "False")
             cands = corruption_candidates(e)
             rng.shuffle(cands)
-            cands.sort(key=lambda c: 0 if c in _variants(e) else 1)  # prefer single edits
+            single = set(_variants(e))
+            cands.sort(key=lambda c: 0 if c in single else 1)  # prefer single edits
             for cand in cands:
                 c_prompt, _ = prompt_of(render(cand))
                 c_answer = sep + ("True" if value(cand) else "False")
