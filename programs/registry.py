@@ -31,6 +31,7 @@ import numpy as np
 
 from edgeprune.errors import EdgePruneError, InputError
 from programs import library as lib
+from programs import library_extra as libx
 from programs import rasp
 
 Token = Any
@@ -312,6 +313,21 @@ def _dyck_sampler(pairs: Sequence[str]) -> LengthSampler:
     return sample
 
 
+def _palindrome_sampler(spec: ProgramSpec, rng: Rng, length: int) -> list:
+    """Half the time a palindrome (uniform inputs rarely are one), else uniform."""
+    draw = lambda: spec.vocab[_randbelow(rng, len(spec.vocab))]  # noqa: E731
+    if _random(rng) < 0.5:
+        return [draw() for _ in range(length)]
+    half = [draw() for _ in range((length + 1) // 2)]
+    return half + half[: length // 2][::-1]
+
+
+def _sorted_sampler(spec: ProgramSpec, rng: Rng, length: int) -> list:
+    """Half the time a non-decreasing sequence (uniform inputs rarely are one), else uniform."""
+    xs = [spec.vocab[_randbelow(rng, len(spec.vocab))] for _ in range(length)]
+    return sorted(xs) if _random(rng) < 0.5 else xs
+
+
 # ----------------------------------------------------------------------------- the registry
 
 
@@ -459,6 +475,328 @@ _SPECS: list[ProgramSpec] = [
         max_seq_len=5,
         output_encoding="categorical",
         construction='lib.make_count(rasp.tokens, "a")',
+    ),
+]
+
+# More tasks (programs/library_extra.py), in the spirit of InterpBench / TracrBench.
+_SPECS += [
+    ProgramSpec(
+        name="frac_b",
+        description="out[i] = fraction of 'b' among tokens[0..i] (numerical mean Aggregate)",
+        build=lambda: libx.make_frac_token("b"),
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="numerical",
+        construction="libx.make_frac_token(\"b\")",
+    ),
+    ProgramSpec(
+        name="mean_so_far",
+        description="out[i] = mean of the numeric tokens[0..i] (two 0/1 means added by a LinearSequenceMap)",
+        build=libx.make_mean_so_far,
+        vocab=(0, 1, 2),
+        max_seq_len=5,
+        output_encoding="numerical",
+        construction="libx.make_mean_so_far()",
+    ),
+    ProgramSpec(
+        name="majority_a",
+        description="True everywhere iff 'a' fills more than half of the input (2 * count of 'a' > length)",
+        build=lambda: libx.make_majority("a"),
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_majority(\"a\")",
+    ),
+    ProgramSpec(
+        name="running_max",
+        description="out[i] = max(tokens[0..i]) from two prefix means (seen a 3? seen a 2+?)",
+        build=libx.make_running_max,
+        vocab=(1, 2, 3),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_running_max()",
+    ),
+    ProgramSpec(
+        name="running_min",
+        description="out[i] = min(tokens[0..i]) from two prefix means (seen a 1? seen a 2-?)",
+        build=libx.make_running_min,
+        vocab=(1, 2, 3),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_running_min()",
+    ),
+    ProgramSpec(
+        name="first_a_index",
+        description="out[i] = index of the first 'a' (None if there is none)",
+        build=lambda: libx.make_first_index_of("a"),
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_first_index_of(\"a\")",
+    ),
+    ProgramSpec(
+        name="balanced_prefix",
+        description="True at i iff tokens[0..i] is balanced: balance 0 now and never negative before",
+        build=libx.make_balanced_prefix,
+        vocab=("(", ")"),
+        max_seq_len=6,
+        output_encoding="categorical",
+        construction="libx.make_balanced_prefix()",
+        sampler=_dyck_sampler(["()"]),
+    ),
+    ProgramSpec(
+        name="palindrome",
+        description="True everywhere iff the input equals its reverse (reverse, compare, mean of mismatches)",
+        build=libx.make_palindrome,
+        vocab=("a", "b", "c"),
+        max_seq_len=4,
+        output_encoding="categorical",
+        construction="libx.make_palindrome()",
+        sampler=_palindrome_sampler,
+    ),
+    ProgramSpec(
+        name="is_sorted",
+        description="True everywhere iff the tokens are non-decreasing (no earlier larger token anywhere)",
+        build=libx.make_is_sorted,
+        vocab=(1, 2, 3),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_is_sorted()",
+        sampler=_sorted_sampler,
+    ),
+    ProgramSpec(
+        name="shift_by_2",
+        description="out[i] = tokens[i-2] (None at the first two positions)",
+        build=lambda: libx.make_shift_by(2),
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="lib.shift_by(2, rasp.tokens)",
+    ),
+    ProgramSpec(
+        name="next_token",
+        description="out[i] = tokens[i+1] (None at the last position)",
+        build=libx.make_next_token,
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_next_token()",
+    ),
+    ProgramSpec(
+        name="first_token",
+        description="out[i] = tokens[0] at every position",
+        build=libx.make_first_token,
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_first_token()",
+    ),
+    ProgramSpec(
+        name="last_token",
+        description="out[i] = tokens[n-1] at every position (length via SelectorWidth, then an index match)",
+        build=libx.make_last_token,
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_last_token()",
+    ),
+    ProgramSpec(
+        name="swap_first_last",
+        description="the input with its first and last tokens swapped",
+        build=libx.make_swap_first_last,
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_swap_first_last()",
+    ),
+    ProgramSpec(
+        name="rotate_left",
+        description="out[i] = tokens[(i+1) mod n], the input rotated left by one",
+        build=libx.make_rotate_left,
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_rotate_left()",
+    ),
+    ProgramSpec(
+        name="copy_even",
+        description="out[i] = tokens[i - i mod 2]: odd positions copy the even position before them",
+        build=libx.make_copy_even,
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_copy_even()",
+    ),
+    ProgramSpec(
+        name="max_token",
+        description="out[i] = the largest token (Aggregate over all positions holding the maximum)",
+        build=libx.make_max_token,
+        vocab=(1, 2, 3, 4),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_max_token()",
+    ),
+    ProgramSpec(
+        name="majority_token",
+        description="out[i] = the most frequent token, ties to the one occurring first (position 0 of sort_freq)",
+        build=lambda: libx.make_majority_token(4),
+        vocab=(1, 2, 3),
+        max_seq_len=4,
+        output_encoding="categorical",
+        construction="libx.make_majority_token(max_seq_len=4)",
+    ),
+    ProgramSpec(
+        name="sort_desc",
+        description="tokens sorted descending, repeats allowed (make_sort on negated keys)",
+        build=lambda: libx.make_sort_desc(5),
+        vocab=(1, 2, 3, 4),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_sort_desc(max_seq_len=5)",
+    ),
+    ProgramSpec(
+        name="count_other",
+        description="out[i] = number of tokens other than 'a'",
+        build=lambda: libx.make_count_other("a"),
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_count_other(\"a\")",
+    ),
+    ProgramSpec(
+        name="count_smaller",
+        description="out[i] = number of tokens smaller than tokens[i]",
+        build=libx.make_count_smaller,
+        vocab=(1, 2, 3, 4),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_count_smaller()",
+    ),
+    ProgramSpec(
+        name="count_eq_first",
+        description="out[i] = number of tokens equal to the first token",
+        build=libx.make_count_eq_first,
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_count_eq_first()",
+    ),
+    ProgramSpec(
+        name="occurrence_index",
+        description="out[i] = number of earlier positions holding tokens[i] (Select on (token, index))",
+        build=libx.make_occurrence_index,
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_occurrence_index()",
+    ),
+    ProgramSpec(
+        name="first_occurrence",
+        description="True at i iff tokens[i] does not occur before i",
+        build=libx.make_first_occurrence,
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_first_occurrence()",
+    ),
+    ProgramSpec(
+        name="last_occurrence",
+        description="True at i iff tokens[i] does not occur after i",
+        build=libx.make_last_occurrence,
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_last_occurrence()",
+    ),
+    ProgramSpec(
+        name="count_a_so_far",
+        description="out[i] = number of 'a' in tokens[0..i] (a count, via SelectorWidth)",
+        build=lambda: libx.make_count_so_far("a"),
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_count_so_far(\"a\")",
+    ),
+    ProgramSpec(
+        name="freq_class",
+        description="out[i] = 'rare' (once), 'mid' (twice) or 'common' (3+ times) for tokens[i]",
+        build=libx.make_freq_class,
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_freq_class()",
+    ),
+    ProgramSpec(
+        name="inc_mod4",
+        description="out[i] = (tokens[i] + 1) mod 4 (a categorical MLP)",
+        build=lambda: libx.make_map_inc_mod(4),
+        vocab=(0, 1, 2, 3),
+        max_seq_len=4,
+        output_encoding="categorical",
+        construction="libx.make_map_inc_mod(4)",
+    ),
+    ProgramSpec(
+        name="double",
+        description="out[i] = 2 * tokens[i] as a number (categorical -> numerical MLP)",
+        build=libx.make_double,
+        vocab=(1, 2, 3),
+        max_seq_len=4,
+        output_encoding="numerical",
+        construction="libx.make_double()",
+    ),
+    ProgramSpec(
+        name="a_at_even",
+        description="True at i iff tokens[i] == 'a' and i is even (SequenceMap of tokens and indices)",
+        build=lambda: libx.make_flag_at_even("a"),
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_flag_at_even(\"a\")",
+    ),
+    ProgramSpec(
+        name="trend",
+        description="out[i] = 'up', 'down' or 'same' for tokens[i] against tokens[i-1] (None at 0)",
+        build=libx.make_trend,
+        vocab=(1, 2, 3),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_trend()",
+    ),
+    ProgramSpec(
+        name="eq_prev",
+        description="True at i iff tokens[i] == tokens[i-1] (None at position 0)",
+        build=libx.make_eq_prev,
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_eq_prev()",
+    ),
+    ProgramSpec(
+        name="sum_prev",
+        description="out[i] = tokens[i] + tokens[i-1] (None at position 0)",
+        build=libx.make_sum_prev,
+        vocab=(1, 2, 3),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="libx.make_sum_prev()",
+    ),
+    ProgramSpec(
+        name="detect_ab",
+        description="True at i iff tokens[i-1..i] == 'ab' (None at position 0)",
+        build=lambda: libx.make_detect("ab"),
+        vocab=("a", "b", "c"),
+        max_seq_len=5,
+        output_encoding="categorical",
+        construction="lib.detect_pattern(rasp.tokens, \"ab\")",
+    ),
+    ProgramSpec(
+        name="detect_aba",
+        description="True at i iff tokens[i-2..i] == 'aba' (None at the first two positions)",
+        build=lambda: libx.make_detect("aba"),
+        vocab=("a", "b"),
+        max_seq_len=6,
+        output_encoding="categorical",
+        construction="lib.detect_pattern(rasp.tokens, \"aba\")",
     ),
 ]
 

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import REFERENCE_DIR, REFERENCE_PROGRAMS
+from tests.test_library_extra import EXTRA_COUNTS, HAND_WORKED_EXTRA  # programs/library_extra.py's programs
 from edgeprune.errors import EdgePruneError, InputError
 from programs import library as lib
 from programs import rasp
@@ -107,7 +108,7 @@ def test_hand_worked_outputs(name: str, tokens: list, expected: list) -> None:
 
 
 def test_every_registered_program_has_hand_worked_cases() -> None:
-    assert {n for n, _, _ in HAND_WORKED} == set(program_names())
+    assert {n for n, _, _ in HAND_WORKED + HAND_WORKED_EXTRA} == set(program_names())
 
 
 def test_library_constructors_beyond_the_registry() -> None:
@@ -283,6 +284,7 @@ EXPECTED_COUNTS = {
     "nary_sequencemap": 363,
     "count": 363,
 }
+EXPECTED_COUNTS.update(EXTRA_COUNTS)  # the programs of programs/library_extra.py
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
