@@ -50,15 +50,15 @@ def ablated_states(adapter: ModelAdapter, ablation: str, ids: torch.Tensor, corr
 
 
 def _mix(delta: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """(n, B, T, D) x (n, r) -> (r, B, T, D): one contraction over the writer axis.
+    """Shared mask: delta (n, B, T, D) x cols (n, r) -> (r, B, T, D), one matrix product.
 
-    With per-example masks ``cols`` is (B, n, r) and the contraction is one batched product.
+    Per-example masks: delta (B, n, T, D) x cols (B, n, r) -> (B, r, T, D), one batched product.
     """
-    n, B = delta.shape[0], delta.shape[1]
     if cols.dim() == 2:
+        n = delta.shape[0]
         return (cols.transpose(0, 1) @ delta.reshape(n, -1)).reshape(cols.shape[1], *delta.shape[1:])
-    x = torch.bmm(cols.transpose(1, 2), delta.transpose(0, 1).reshape(B, n, -1))  # (B, r, T*D)
-    return x.transpose(0, 1).reshape(cols.shape[2], *delta.shape[1:])
+    B, n = delta.shape[0], delta.shape[1]
+    return torch.bmm(cols.transpose(1, 2), delta.reshape(B, n, -1)).reshape(B, cols.shape[2], *delta.shape[2:])
 
 
 class DisentangledForward:
@@ -85,31 +85,45 @@ class DisentangledForward:
         g, ad = self.graph, self.adapter
         H, KV = g.n_heads, g.kv_heads
         W = len(g.writers)
+        per_example = edge_mask.dim() == 3
+        # writer axis: 0 with a shared mask, 1 (after the batch) with per-example masks
+        ax = 1 if per_example else 0
         if node_mask is None:
             node_mask = edge_mask.new_ones(W)
-        nz = node_mask[:, None, None, None] if node_mask.dim() == 1 else node_mask.T[:, :, None, None]
+        if node_mask.dim() == 1:
+            nz = node_mask[:, None, None, None] if not per_example else node_mask[None, :, None, None]
+        else:
+            nz = node_mask[:, :, None, None] if per_example else node_mask.T[:, :, None, None]
+
+        def writers(t: torch.Tensor) -> torch.Tensor:  # (k, B, T, D) in the working layout
+            return t.transpose(0, 1) if per_example else t
+
+        def nz_slice(a: int, b: int) -> torch.Tensor:
+            return nz[:, a:b] if per_example else nz[a:b]
+
+        states = ablated.states if ablated is not None else None
         emb = torch.stack(ad.embed(ids))
-        if ablated is not None:
-            emb = emb - ablated.states[: self.n_emb]
-        delta = emb * nz[: self.n_emb]
+        if states is not None:
+            emb = emb - states[: self.n_emb]
+        delta = writers(emb) * nz_slice(0, self.n_emb)
         for layer, (n_in, q0, m) in enumerate(self.layers):
-            x = _mix(delta, edge_mask[..., :n_in, q0:m])
+            x = _mix(delta, edge_mask[..., :n_in, q0:m])  # (B, r, T, D) or (r, B, T, D)
+            if not per_example:
+                x = x.transpose(0, 1)
             if ablated is not None:
-                x = x + ablated.prefix[n_in]
-            xq, xk, xv = x[:H], x[H:H + KV], x[H + KV:]
-            heads = ad.attention(layer, xq.transpose(0, 1), xk.transpose(0, 1), xv.transpose(0, 1), key_mask)
-            hd = heads.transpose(0, 1)
-            if ablated is not None:
-                hd = hd - ablated.states[n_in:n_in + H]
-            delta = torch.cat([delta, hd * nz[n_in:n_in + H]])
-            xm = _mix(delta, edge_mask[..., :n_in + H, m:m + 1])[0]
+                x = x + ablated.prefix[n_in].unsqueeze(1)
+            heads = ad.attention(layer, x[:, :H], x[:, H:H + KV], x[:, H + KV:], key_mask)  # (B, H, T, D)
+            if states is not None:
+                heads = heads - states[n_in:n_in + H].transpose(0, 1)
+            delta = torch.cat([delta, (heads if per_example else heads.transpose(0, 1)) * nz_slice(n_in, n_in + H)], ax)
+            xm = _mix(delta, edge_mask[..., :n_in + H, m:m + 1]).select(ax, 0)
             if ablated is not None:
                 xm = xm + ablated.prefix[n_in + H]
             y = ad.mlp(layer, xm)
-            if ablated is not None:
-                y = y - ablated.states[n_in + H]
-            delta = torch.cat([delta, (y * nz[n_in + H]).unsqueeze(0)])
-        x = _mix(delta, edge_mask[..., :, self.out_index:self.out_index + 1])[0]
+            if states is not None:
+                y = y - states[n_in + H]
+            delta = torch.cat([delta, y.unsqueeze(ax) * nz_slice(n_in + H, n_in + H + 1)], ax)
+        x = _mix(delta, edge_mask[..., :, self.out_index:self.out_index + 1]).select(ax, 0)
         if ablated is not None:
             x = x + ablated.prefix[W]
         return x

@@ -1,8 +1,9 @@
 """From trained gates to a binary circuit: bisect a threshold on the deterministic soft masks.
 
-The kept fraction is chosen to equal the mean deterministic mask value (the
-reference's rule), or a requested sparsity; bisection on the threshold in [0, 1]
-until the interval is below 1e-5, as the reference does.  An edge is in the
+The kept count is the sum of the deterministic mask values rounded (the
+reference's rule: kept fraction = mean mask value), or a requested sparsity;
+bisection on the threshold in [0, 1] until the interval is below 1e-5, as the
+reference does.  An edge is in the
 circuit when its edge gate passes the edge threshold and its writer's node gate
 passes the node threshold (effective mask = edge x node).
 """
@@ -15,26 +16,34 @@ from pruning.hard_concrete import MaskParameters
 from verify.circuit import Circuit
 
 
-def bisect_threshold(values: torch.Tensor, target_sparsity: float, tol: float = 1e-5) -> float:
-    """Threshold t with 1[values > t] as close to ``target_sparsity`` (fraction off) as bisection gets."""
+def bisect_threshold(values: torch.Tensor, keep: int, tol: float = 1e-5) -> float:
+    """Threshold t in [0, 1] such that ``values > t`` keeps ``keep`` entries (at least, on ties).
+
+    Bisection as the reference does, but on a whole number of kept entries: the
+    reference compares fractions directly, and when the kept soft values are all
+    slightly below 1 (e.g. 0.9993) the target fraction lands a hair above the clean
+    count and the bisection drops one needed edge.
+    """
     lo, hi = 0.0, 1.0
-    mid = 0.5
     while hi - lo > tol:
         mid = (lo + hi) / 2
-        s = 1.0 - float((values > mid).float().mean())
-        if s > target_sparsity:
+        if int((values > mid).sum()) < keep:
             hi = mid
         else:
             lo = mid
-    return mid
+    return lo
 
 
 def binarize(values: torch.Tensor, sparsity: float | None = None) -> torch.Tensor:
-    """Boolean keep-mask; default sparsity = 1 - mean(values)."""
+    """Boolean keep-mask; kept count = round(sum(values)) (mean mask value), or round((1 - sparsity) * n)."""
     if values.numel() == 0:
         return values.bool()
-    target = 1.0 - float(values.mean()) if sparsity is None else sparsity
-    return values > bisect_threshold(values, target)
+    n = values.numel()
+    keep = int(round(float(values.sum()))) if sparsity is None else int(round((1.0 - sparsity) * n))
+    keep = max(0, min(n, keep))
+    if keep == 0:
+        return torch.zeros_like(values, dtype=torch.bool)
+    return values > bisect_threshold(values, keep)
 
 
 def extract_circuit(masks: MaskParameters, edge_sparsity: float | None = None, use_nodes: bool = True,

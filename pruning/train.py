@@ -50,7 +50,8 @@ class PruneConfig:
     grad_clip: float = 1.0
     ablation: str = "zero"
     loss: str | None = None  # None: "kl" for categorical outputs, "seq_kl" for numerical ones
-    loss_scale: float = 1.0  # multiplies the faithfulness loss (balances it against the Lagrangian)
+    loss_scale: float = 100.0  # multiplies the faithfulness loss (balances it against the Lagrangian)
+    normalize_loss: bool = True  # divide the faithfulness loss by its value for the empty circuit
     per_example_masks: bool = False  # one mask sample per example instead of one per batch (less gradient noise)
     seed: int = 0
     checkpoint_every: int = 0  # steps; 0 = only at the end when a run directory is given
@@ -135,8 +136,27 @@ class Pruner:
         with torch.no_grad():
             self.full_out = adapter.full_output(data.ids, data.key_mask)
             self.loss_mask = adapter.loss_mask(data.ids, data.key_mask)
+        self.loss_unit = self._empty_circuit_loss() if config.normalize_loss else 1.0
         self.step = 0
         self.elapsed = 0.0
+
+    @torch.no_grad()
+    def _empty_circuit_loss(self, max_examples: int = 256) -> float:
+        """Faithfulness loss of the empty circuit (every edge ablated) on the first examples.
+
+        Why: the loss's natural scale differs by orders of magnitude between tasks
+        (a one-hot Tracr output vs a numerical one under a softmax across positions);
+        dividing by it makes ``loss_scale`` and the Lagrangian settings transfer between programs.
+        """
+        n = min(len(self.data), max_examples)
+        ids = self.data.ids[:n]
+        km = None if self.data.key_mask is None else self.data.key_mask[:n]
+        corr = None if self.data.corrupted is None else self.data.corrupted[:n]
+        ablated = ablated_states(self.adapter, self.cfg.ablation, ids, corr, km)
+        zeros = torch.zeros(len(self.adapter.graph.writers), len(self.adapter.graph.readers))
+        out = self.forward.output(ids, zeros, None, ablated, km)
+        value = float(obj.faithfulness_loss(self.loss_kind, self.full_out[:n], out, self.loss_mask[:n]))
+        return value if value > 1e-6 else 1.0
 
     # ----- one step -------------------------------------------------------
     def _batch(self) -> torch.Tensor:
@@ -162,7 +182,7 @@ class Pruner:
         s_node = obj.sparsity(node_z)
         if c.node_target is not None:
             reg = reg + obj.lagrangian(obj.target_at(self.step, c.node_target, warm), s_node, *self.node_lambdas)
-        loss = c.loss_scale * faith + reg
+        loss = c.loss_scale / self.loss_unit * faith + reg
         obj.check_finite(loss.detach(), self.step)
         factor = obj.lr_factor(self.step, c.steps, int(c.lr_warmup * c.steps))
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
@@ -174,7 +194,7 @@ class Pruner:
             torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
         self.optimizer.step()
         self.step += 1
-        return {"step": self.step, "loss": float(loss), "faithfulness": float(faith), "regularizer": float(reg),
+        return {"step": self.step, "loss": float(loss.detach()), "faithfulness": float(faith), "regularizer": float(reg),
                 "edge_sparsity": float(s_edge), "edge_target": t_edge, "node_sparsity": float(s_node),
                 "lambda1": float(self.edge_lambdas[0]), "lambda2": float(self.edge_lambdas[1]), "lr_factor": factor}
 

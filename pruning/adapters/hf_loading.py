@@ -68,7 +68,9 @@ def load_hf_model(name_or_dir: str | Path, dtype: str | torch.dtype = "float32",
     if local_files_only is None:
         local_files_only = is_dir
     if not is_dir and src.startswith((".", "/", "~")):
-        raise ModelFileError(f"model directory {src} does not exist; give an existing directory or a hub id such as gpt2")
+        raise ModelFileError(
+            f"model directory {src} does not exist; give an existing directory or a hub id such as gpt2"
+        )
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "local_files_only": local_files_only}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
