@@ -18,7 +18,9 @@ computation uses for this program:
 * under interchange ablation the corrupted input has the same length, so only
   directions whose value can differ between two inputs of one length count:
   ``tokens:<v>`` and the directions of SOps that depend on token values
-  (not ``one``, BOS, pad, indices, nor SOps of positions and length only).
+  (not ``one``, BOS, pad, indices, nor SOps of positions and length only);
+  and a categorical SOp counts for q (k) only when its values score the keys
+  (queries) differently.
 
 Dangling edges are then removed with ``verify.dangling.prune_dangling``.
 """
@@ -190,6 +192,9 @@ def candidate_edges(model: CompiledTransformer, ablation: str = "zero") -> set[t
         if kind == "head_input" and names.head(layer, h) not in meta.blocks.heads:
             reads[r] = set()
 
+    if ablation == "interchange":
+        _drop_value_blind_reads(model, reads, owner_of)
+
     def varies(i: int) -> bool:
         o = owner_of[i]
         if o in ("one", "bos", "pad"):
@@ -204,6 +209,29 @@ def candidate_edges(model: CompiledTransformer, ablation: str = "zero") -> set[t
         if shared:
             edges.add((w, r))
     return edges
+
+
+def _drop_value_blind_reads(model: CompiledTransformer, reads: dict[str, set[int]], owner_of: dict[int, str]) -> None:
+    """Under interchange, drop a categorical SOp from q (k) when every value of it scores keys (queries) alike.
+
+    E.g. ``Select(tokens, tokens, lambda k, q: k == "a")`` ignores the query's
+    value: swapping it for a corrupted value leaves the pattern unchanged.
+    """
+    c = model.config
+    for layer in range(c.n_layers):
+        for h in range(c.n_heads):
+            qk = model.W_Q[layer, h] @ model.W_K[layer, h].T  # (D query dirs, D key dirs)
+            for role, mat in (("q", qk), ("k", qk.T)):
+                r = names.head_input(layer, h, role)
+                groups: dict[str, list[int]] = {}
+                for i in reads[r]:
+                    groups.setdefault(owner_of[i], []).append(i)
+                for owner, idx in groups.items():
+                    if len(idx) < 2 or owner in ("one", "bos", "pad"):
+                        continue
+                    rows = mat[idx]
+                    if torch.allclose(rows, rows[:1].expand_as(rows), atol=1e-6):
+                        reads[r] -= set(idx)
 
 
 def ground_truth(model: CompiledTransformer, ablation: str = "zero") -> Circuit:
