@@ -52,8 +52,9 @@ def gpt2_dir(tmp_path_factory) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64, bos_token_id=2, eos_token_id=2,
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=0.3)
+    cfg = GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64,
+                     bos_token_id=2, eos_token_id=2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                     initializer_range=0.3)
     model = GPT2LMHeadModel(cfg)
     # large weights (initializer_range 0.3) give peaked attention, so a wrong mask, scale or
     # position shows up far above the tolerance instead of hiding in near-uniform attention
