@@ -475,7 +475,7 @@ def _compiled_agrees(expected: list, got: list, numerical: bool) -> bool:
 
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
 def test_compiled_model_matches_evaluator(spec: ProgramSpec) -> None:
-    """Exhaustive over every valid input; the whole set takes ~20 s on CPU, so it is not marked slow."""
+    """Exhaustive over every valid input; the whole set (50 programs) takes ~45 s on CPU, so it is not marked slow."""
     pytest.importorskip("compiled.compiler", reason="compiled/compiler.py not available yet")
     if spec.name in COMPILE_XFAIL:
         pytest.xfail(COMPILE_XFAIL[spec.name])
