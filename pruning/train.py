@@ -194,8 +194,8 @@ class Pruner:
             torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
         self.optimizer.step()
         self.step += 1
-        return {"step": self.step, "loss": float(loss.detach()), "faithfulness": float(faith), "regularizer": float(reg),
-                "edge_sparsity": float(s_edge), "edge_target": t_edge, "node_sparsity": float(s_node),
+        return {"step": self.step, "loss": float(loss.detach()), "faithfulness": float(faith.detach()), "regularizer": float(reg.detach()),
+                "edge_sparsity": float(s_edge.detach()), "edge_target": t_edge, "node_sparsity": float(s_node.detach()),
                 "lambda1": float(self.edge_lambdas[0]), "lambda2": float(self.edge_lambdas[1]), "lr_factor": factor}
 
     # ----- circuit --------------------------------------------------------
