@@ -257,7 +257,7 @@ class SequenceMap(SOp):
 
 
 class LinearSequenceMap(SequenceMap):
-    """``fst_fac * fst + snd_fac * snd``; compiles to a single linear MLP-free-ish layer in Tracr."""
+    """``fst_fac * fst + snd_fac * snd`` on numerical SOps; Tracr compiles it to a four-neuron MLP."""
 
     def __init__(self, fst: SOp, snd: SOp, fst_fac: float, snd_fac: float):
         super().__init__(lambda x, y: fst_fac * x + snd_fac * y, fst, snd)
