@@ -58,7 +58,7 @@ def soft_mask(log_alpha: torch.Tensor, cfg: HardConcreteConfig = DEFAULT) -> tor
 def deterministic_gates(log_alpha: torch.Tensor, cfg: HardConcreteConfig = DEFAULT) -> torch.Tensor:
     """Evaluation mask: the round(sum Q(0)) smallest soft values are set to 0, the rest kept soft."""
     soft = soft_mask(log_alpha, cfg)
-    n_zero = int(round(float((1 - prob_nonzero(log_alpha, cfg)).sum())))
+    n_zero = int(round(float((1 - prob_nonzero(log_alpha.detach(), cfg)).sum())))
     if n_zero > 0:
         idx = torch.argsort(soft)[:n_zero]
         soft = soft.clone()

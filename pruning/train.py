@@ -196,7 +196,7 @@ class Pruner:
         self.step += 1
         return {"step": self.step, "loss": float(loss.detach()), "faithfulness": float(faith.detach()), "regularizer": float(reg.detach()),
                 "edge_sparsity": float(s_edge.detach()), "edge_target": t_edge, "node_sparsity": float(s_node.detach()),
-                "lambda1": float(self.edge_lambdas[0]), "lambda2": float(self.edge_lambdas[1]), "lr_factor": factor}
+                "lambda1": float(self.edge_lambdas[0].detach()), "lambda2": float(self.edge_lambdas[1].detach()), "lr_factor": factor}
 
     # ----- circuit --------------------------------------------------------
     def circuit(self) -> Circuit:

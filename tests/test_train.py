@@ -1,0 +1,117 @@
+"""The pruning loop: checkpoints, exact resume, metrics log, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from edgeprune.errors import EdgePruneError
+from pruning.adapters.compiled import CompiledAdapter
+from pruning.data import build_data, shuffle_corruption
+from pruning.objective import faithfulness_loss, lagrangian, lr_factor, target_at
+from pruning.threshold import binarize, bisect_threshold
+from pruning.train import CHECKPOINT_STATE, CHECKPOINT_TENSORS, METRICS, PruneConfig, PruneData, Pruner
+from tests.pruning_helpers import random_model
+
+INPUTS = [["a"], ["b", "c"], ["a", "b", "c"], ["c", "c", "a", "b"], ["b", "a"], ["c", "a", "b", "b"]]
+
+
+def _setup(seed: int = 0, **cfg):
+    model = random_model(seed)
+    data = build_data(model, INPUTS, shuffle_corruption(INPUTS), seed=0)
+    config = PruneConfig(steps=30, batch_size=4, seed=seed, checkpoint_every=10, log_every=5, **cfg)
+    return model, data, config
+
+
+def test_interrupted_run_resumes_to_the_same_circuit(tmp_path):
+    model, data, config = _setup(ablation="interchange")
+    ad = CompiledAdapter(model)
+    full = Pruner(ad, data, config)
+    ref = full.run(progress=False)
+
+    part = Pruner(ad, data, config)
+    part.run(tmp_path, progress=False, stop_after=17)  # stops between checkpoints; the end-of-run save is at 17
+    assert json.loads((tmp_path / CHECKPOINT_STATE).read_text())["step"] == 17
+    resumed = Pruner(ad, data, config).run(tmp_path, resume=True, progress=False)
+    assert resumed.steps == 30
+    assert resumed.circuit == ref.circuit
+    torch.testing.assert_close(resumed.masks.edge_log_alpha, ref.masks.edge_log_alpha, rtol=0, atol=0)
+    lines = [json.loads(x) for x in (tmp_path / METRICS).read_text().splitlines()]
+    assert [x["step"] for x in lines] == sorted({x["step"] for x in lines})
+    assert lines[-1]["step"] == 30
+    assert (tmp_path / "circuit.json").is_file() and (tmp_path / CHECKPOINT_TENSORS).is_file()
+
+
+def test_checkpoint_from_another_model_is_refused(tmp_path):
+    model, data, config = _setup()
+    Pruner(CompiledAdapter(model), data, config).run(tmp_path, progress=False, stop_after=5)
+    other = random_model(1)
+    with pytest.raises(EdgePruneError, match="was made for model"):
+        Pruner(CompiledAdapter(other), data, config).run(tmp_path, resume=True, progress=False)
+    with pytest.raises(EdgePruneError, match="other settings"):
+        Pruner(CompiledAdapter(model), data, PruneConfig(**{**config.to_dict(), "lr": 0.1})).run(
+            tmp_path, resume=True, progress=False)
+
+
+def test_resume_without_checkpoint_is_refused(tmp_path):
+    model, data, config = _setup()
+    with pytest.raises(EdgePruneError, match="no checkpoint"):
+        Pruner(CompiledAdapter(model), data, config).run(tmp_path / "empty", resume=True, progress=False)
+
+
+def test_nan_loss_raises_a_clear_error():
+    model, data, config = _setup()
+    with torch.no_grad():
+        model.W_2[0, 0, 0] = float("nan")
+    with pytest.raises(EdgePruneError, match="became nan"):
+        Pruner(CompiledAdapter(model), data, PruneConfig(**{**config.to_dict(), "normalize_loss": False})).run(progress=False)
+
+
+def test_corruption_of_different_length_is_refused():
+    model = random_model(0)
+    with pytest.raises(EdgePruneError, match="same-length corruptions"):
+        build_data(model, INPUTS, lambda rng, clean: clean + ["a"])
+    ids, _ = model.encode_batch(INPUTS)
+    with pytest.raises(EdgePruneError, match="same"):
+        PruneData(ids=ids, corrupted=ids[:, :-1])
+
+
+def test_interchange_needs_corruptions_and_known_options():
+    model = random_model(0)
+    data = build_data(model, INPUTS)
+    with pytest.raises(EdgePruneError, match="corrupted inputs"):
+        Pruner(CompiledAdapter(model), data, PruneConfig(ablation="interchange"))
+    with pytest.raises(EdgePruneError, match="ablation"):
+        PruneConfig(ablation="mean")
+    with pytest.raises(EdgePruneError, match="loss"):
+        PruneConfig(loss="l1")
+
+
+def test_schedules_and_lagrangian():
+    assert target_at(0, 1.02, 100) == 0 and target_at(50, 1.02, 100) == pytest.approx(0.51)
+    assert target_at(500, 1.02, 100) == 1.02
+    assert lr_factor(0, 100, 10) == pytest.approx(0.1) and lr_factor(10, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(100, 100, 10) == 0.0
+    s = torch.tensor(0.5)
+    assert float(lagrangian(0.7, s, torch.tensor(2.0), torch.tensor(3.0))) == pytest.approx(2 * 0.2 + 3 * 0.04)
+
+
+def test_kl_is_zero_for_identical_outputs_and_positive_otherwise():
+    full = torch.randn(2, 4, 3)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    assert float(faithfulness_loss("kl", full, full, mask)) == pytest.approx(0.0, abs=1e-6)
+    assert float(faithfulness_loss("kl", full, torch.randn(2, 4, 3), mask)) > 0
+    vals = torch.rand(2, 4)
+    assert float(faithfulness_loss("seq_kl", vals, vals + 3.0, mask)) == pytest.approx(0.0, abs=1e-6)  # shift-blind
+    assert float(faithfulness_loss("mse", vals, vals + 1.0, mask)) == pytest.approx(4.0)
+
+
+def test_threshold_bisection_keeps_the_rounded_mean_count():
+    v = torch.tensor([0.9993, 0.99998, 0.9999, 1e-6, 0.0, 0.0])
+    assert int(binarize(v).sum()) == 3
+    assert int(binarize(v, sparsity=0.5).sum()) == 3
+    assert int(binarize(torch.tensor([0.9, 0.8, 0.1, 0.05]), sparsity=0.75).sum()) == 1
+    t = bisect_threshold(torch.tensor([0.2, 0.4, 0.6, 0.8]), 2)
+    assert 0.4 <= t < 0.6
