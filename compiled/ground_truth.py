@@ -6,12 +6,14 @@ computation uses for this program:
 
 * a direction is *read* when the reader's weights are non-zero on it and, for an
   attention input, it belongs to what the head's RASP node uses: the query SOp
-  (q) and key SOp (k) of its selector unless the comparison is TRUE or FALSE
-  (those ignore both), the aggregated SOp (v); plus the BOS mechanism:
-  ``one`` in q and ``tokens:BOS`` in k for a SelectorWidth (it always attends
-  BOS) and for a numerical Aggregate (selecting nothing defines its output, 0);
-  ``tokens:BOS`` in v for a SelectorWidth.  A categorical Aggregate that selects
-  nothing has no defined output, so its BOS fallback is not part of the circuit.
+  (q) and key SOp (k) of its selector unless the comparison is TRUE (FALSE
+  makes an Aggregate constant), the
+  aggregated SOp (v); plus the BOS mechanism: ``one`` in q and ``tokens:BOS``
+  in k for a SelectorWidth (it always attends BOS) and for a numerical
+  Aggregate (selecting nothing defines its output, 0); ``tokens:BOS`` in v for
+  a SelectorWidth.  A categorical Aggregate that selects nothing has no defined
+  output, so its BOS fallback is not part of the circuit (known gap: a later
+  head reading it as keys sees the BOS position; tests pin this).
   MLP inputs and ``out`` use every direction their weights read.
 * a direction is *written* where the writer's output weights are non-zero
   (``one`` and ``tokens:*`` by ``tok``, ``indices:*`` by ``pos``).
@@ -132,7 +134,35 @@ def reader_supports(model: CompiledTransformer) -> dict[str, set[int]]:
     return out
 
 
-def _head_semantic_owners(node: NodeInfo, meta: ModelMetadata) -> dict[str, set[str]]:
+def bos_sensitive_sops(meta: ModelMetadata) -> set[str]:
+    """SOps whose value at the BOS position reaches the output.
+
+    Attention reads keys and values at every position, BOS included, so an SOp
+    used as a key or an aggregated value matters at BOS, and so do the operands
+    of an MLP that computes such an SOp.
+    """
+    nodes = meta.node_by_label
+    todo = []
+    for label in meta.blocks.heads.values():
+        n = nodes[label]
+        sel = nodes.get(n.selector or "")
+        if sel is not None and sel.predicate != "FALSE":
+            todo.append(sel.keys or sel.operands[0])
+        if n.expr_type == "Aggregate":
+            todo.append(n.sop or n.operands[1])
+    found: set[str] = set()
+    while todo:
+        label = todo.pop()
+        if label in found or label not in nodes:
+            continue
+        found.add(label)
+        n = nodes[label]
+        if n.expr_type in ("Map", "SequenceMap", "LinearSequenceMap"):
+            todo.extend(n.operands)
+    return found
+
+
+def _head_semantic_owners(node: NodeInfo, meta: ModelMetadata, bos_sensitive: set[str]) -> dict[str, set[str]]:
     """For a head computing ``node``: the owners (SOps / constants) each of q, k, v uses."""
     nodes = meta.node_by_label
     sel = nodes.get(node.selector or "")
@@ -143,19 +173,23 @@ def _head_semantic_owners(node: NodeInfo, meta: ModelMetadata) -> dict[str, set[
     q: set[str] = set()
     k: set[str] = set()
     v: set[str] = set()
-    if pred not in TRIVIAL_PREDICATES:
-        q |= _select_owners(queries, nodes)
-        k |= _select_owners(keys, nodes)
     if node.expr_type == "SelectorWidth":
-        if pred != "TRUE":  # with TRUE every key scores alike, BOS included: the pattern is uniform anyway
-            q.add("one")
-            k.add("bos")
+        # with TRUE every key scores alike, BOS included: the pattern is uniform without q and k
+        if pred != "TRUE":
+            q |= {queries, "one"}  # it always attends BOS through one x tokens:BOS
+            k |= {keys, "bos"}
+            if pred == "FALSE":
+                q, k = {"one"}, {"bos"}
         v.add("bos")
     elif node.expr_type == "Aggregate":
         if pred == "FALSE":
             return {"q": set(), "k": set(), "v": set()}  # always the default: the head's output is constant
+        if pred != "TRUE":
+            q.add(queries)
+            k.add(keys)
         v.add(node.sop or node.operands[1])
-        if node.encoding == "numerical" and pred != "TRUE":
+        # the BOS fallback defines the output when nothing is selected: for a numerical mean (0)
+        if pred != "TRUE" and node.encoding == "numerical":
             q.add("one")
             k.add("bos")
     else:
@@ -179,11 +213,12 @@ def candidate_edges(model: CompiledTransformer, ablation: str = "zero") -> set[t
     writes = writer_supports(model)
     reads = reader_supports(model)
     nodes = meta.node_by_label
+    bos_sensitive = bos_sensitive_sops(meta)
 
     # restrict attention inputs to what their RASP node uses
     for head, label in meta.blocks.heads.items():
         layer, h = names.parse_node(head)[1:3]
-        used = _head_semantic_owners(nodes[label], meta)
+        used = _head_semantic_owners(nodes[label], meta, bos_sensitive)
         for role in "qkv":
             r = names.head_input(layer, h, role)
             reads[r] = {i for i in reads[r] if owner_of[i] in used[role]}

@@ -15,3 +15,12 @@ REFERENCE_PROGRAMS = sorted(p.name for p in REFERENCE_DIR.iterdir() if (p / "mod
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     return REFERENCE_DIR
+
+# Reproducible property tests: the same examples on every machine (set HYPOTHESIS_PROFILE=explore for fresh ones).
+import os as _os
+
+from hypothesis import settings as _settings
+
+_settings.register_profile("repro", derandomize=True, deadline=None)
+_settings.register_profile("explore", deadline=None)
+_settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "repro"))
