@@ -3,7 +3,8 @@
 Faithfulness losses (all "batchmean": summed over scored positions and classes, divided by B):
 
 * ``kl`` (categorical outputs): KL(p_full || p_circuit) of the softmax over the
-  output space at every scored position (reverse: every non-BOS position).
+  output space at every scored position (the adapter decides which: for compiled
+  programs, where the program defines an output).
 * ``seq_kl`` (numerical outputs, the reference's xproportion loss): the single
   output value at every position, log-softmax across the sequence axis (BOS
   included), KL(full || circuit).  Kept as the default for numerical programs
@@ -47,15 +48,14 @@ def faithfulness_loss(kind: str, full: torch.Tensor, circuit: torch.Tensor, mask
     if kind == "seq_kl":
         if full.dim() != 2:
             raise EdgePruneError("the 'seq_kl' loss needs numerical outputs (B, T)")
-        # the softmax runs over BOS and every real position (pads excluded): mask[:, 0] is BOS
-        seq = mask.clone()
-        seq[:, 0] = True
+        # the softmax runs over the scored positions (BOS and every real one; pads excluded)
+        seq = mask
         neg = torch.finfo(circuit.dtype).min
         lp_full = torch.log_softmax(full.masked_fill(~seq, neg), -1)
         lp_circ = torch.log_softmax(circuit.masked_fill(~seq, neg), -1)
         kl = lp_full.exp() * (lp_full - lp_circ)
         return kl.masked_fill(~seq, 0.0).sum() / B
-    if kind == "mse":
+    if kind == "mse":  # squared error at the scored positions
         diff = (full - circuit) if full.dim() == 2 else (full - circuit).pow(2).sum(-1).sqrt()
         return (diff.pow(2) * maskf).sum() / B
     raise EdgePruneError(f"unknown loss {kind!r}; use one of {', '.join(LOSSES)}")

@@ -47,6 +47,7 @@ class PruneConfig:
     target_warmup: float = 0.8  # fraction of steps over which the target rises linearly from 0
     lr_warmup: float = 0.1  # fraction of steps of linear LR warm-up (then linear decay to 0)
     weight_decay: float = 0.01
+    adam_betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
     ablation: str = "zero"
     loss: str | None = None  # None: "kl" for categorical outputs, "seq_kl" for numerical ones
@@ -72,6 +73,8 @@ class PruneConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "PruneConfig":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "adam_betas" in known:
+            known["adam_betas"] = tuple(known["adam_betas"])
         return cls(**known)
 
 
@@ -130,7 +133,7 @@ class Pruner:
         ]
         if c.node_target is not None:
             groups.append({"params": [self.node_lambdas], "lr": c.lambda_lr, "maximize": True})
-        self.optimizer = torch.optim.AdamW(groups, weight_decay=c.weight_decay, betas=(0.9, 0.999), eps=1e-8)
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=c.weight_decay, betas=tuple(c.adam_betas), eps=1e-8)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.forward = DisentangledForward(adapter)
         with torch.no_grad():

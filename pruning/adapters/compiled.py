@@ -14,7 +14,15 @@ from pruning.graph import ComputationalGraph
 class CompiledAdapter(ModelAdapter):
     """Tracr layout: ``tok`` and ``pos`` writers, no final norm, output = the output-space directions.
 
-    The loss scores every real (non-pad) position except BOS, whose output has no meaning.
+    Scored positions are those where the compiled program defines an output: for
+    categorical programs, the real positions where the full model's output vector
+    is decisive (max > 0.5; an Aggregate that selects nothing leaves it near zero,
+    and RASP says None there), as the reference's reverse loss (BOS excluded); for
+    numerical programs every real position and BOS, as the reference's
+    xproportion loss (a softmax across the sequence, BOS included).  Only the
+    latter sees the BOS mechanism of a numerical Aggregate (``one`` in q,
+    ``tokens:BOS`` in k) when every real query selects something, and the
+    ground truth (ACDC's xproportion circuit) counts it.
     """
 
     def __init__(self, model: CompiledTransformer):
@@ -35,9 +43,12 @@ class CompiledAdapter(ModelAdapter):
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.readout(x)
 
+    @torch.no_grad()
     def loss_mask(self, ids, key_mask):
         mask = torch.ones_like(ids, dtype=torch.bool) if key_mask is None else key_mask.bool().clone()
-        mask[:, 0] = False
+        if self.output_kind == "categorical":
+            mask &= self.full_output(ids, key_mask).max(-1).values > 0.5
+            mask[:, 0] = False
         return mask
 
     @torch.no_grad()
