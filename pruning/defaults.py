@@ -6,9 +6,13 @@ Keys of ``ProgramSpec.pruning`` that are not ``PruneConfig`` fields are refused.
 
 Why these values (measured on the Tracr reference models reverse and
 xproportion, seeds 0-4, zero and interchange ablation):
-* one mask sample per example (``per_example_masks``): Tracr blocks are
-  step functions of their input scale, so an edge's loss is flat except at a
-  cliff; more samples per step hit the cliff more often and give the gradient;
+* one mask sample per example (``per_example_masks``) and batches of 256:
+  Tracr blocks are step functions of their input scale, so an edge's loss is
+  flat except at a cliff, and a block fed a partly-cut input writes garbage that
+  costs more than cutting it entirely.  With few samples per step the gradient
+  estimate is so noisy that Adam random-walks a needed edge past its cliff, where
+  it dies (z clamps at 0, no gradient comes back).  Measured on the registry at
+  seed 0: batch 64 recovered 19/50 programs exactly, batch 256 about twice as many;
 * the faithfulness loss normalised by the empty circuit's loss and scaled by 100,
   so the same Lagrangian settings work for one-hot categorical outputs and for
   numerical outputs under the sequence softmax;
@@ -26,7 +30,7 @@ from pruning.train import PruneConfig
 
 RECOVERY_DEFAULTS: dict = {
     "steps": 600,
-    "batch_size": 64,
+    "batch_size": 256,
     "lr": 0.5,
     "lambda_lr": 0.05,
     "edge_target": 1.02,

@@ -4,8 +4,8 @@ The kept count is the sum of the deterministic mask values rounded (the
 reference's rule: kept fraction = mean mask value), or a requested sparsity;
 bisection on the threshold in [0, 1] until the interval is below 1e-5, as the
 reference does.  An edge is in the
-circuit when its edge gate passes the edge threshold and its writer's node gate
-passes the node threshold (effective mask = edge x node).
+circuit when its edge gate passes the edge threshold and its writer's
+deterministic node gate is not zero (effective mask = edge x node).
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ def extract_circuit(masks: MaskParameters, edge_sparsity: float | None = None, u
     edge_soft, node_soft = masks.deterministic()
     keep = binarize(edge_soft.detach(), edge_sparsity)
     if use_nodes:
-        node_keep = binarize(node_soft.detach())
+        # a writer stays unless its deterministic gate is 0 (it is expected to be off); bisecting the
+        # node gates to their mean would drop a writer whenever all of them sit a little below 1
+        node_keep = node_soft.detach() > 0
         keep = keep & node_keep[masks.edge_writer]
     edges = [e for e, k in zip(masks.graph.edges, keep.tolist()) if k]
     return Circuit(edges=edges, model=model, meta=dict(meta or {}))

@@ -39,7 +39,7 @@ CHECKPOINT_FORMAT = "edgeprune-prune-checkpoint/1"
 @dataclass
 class PruneConfig:
     steps: int = 600
-    batch_size: int = 32
+    batch_size: int = 256
     lr: float = 0.5  # log-alphas (edges and nodes)
     lambda_lr: float = 0.05  # Lagrange multipliers (gradient ascent)
     edge_target: float = 1.02  # final sparsity target; above 1 keeps pushing until the loss resists
@@ -53,7 +53,7 @@ class PruneConfig:
     loss: str | None = None  # None: "kl" for categorical outputs, "seq_kl" for numerical ones
     loss_scale: float = 100.0  # multiplies the faithfulness loss (balances it against the Lagrangian)
     normalize_loss: bool = True  # divide the faithfulness loss by its value for the empty circuit
-    per_example_masks: bool = False  # one mask sample per example instead of one per batch (less gradient noise)
+    per_example_masks: bool = True  # one mask sample per example instead of one per batch (less gradient noise)
     seed: int = 0
     checkpoint_every: int = 0  # steps; 0 = only at the end when a run directory is given
     log_every: int = 10
