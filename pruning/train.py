@@ -38,8 +38,12 @@ CHECKPOINT_FORMAT = "edgeprune-prune-checkpoint/1"
 
 @dataclass
 class PruneConfig:
+    """Defaults are the reference's algorithm (one mask sample per batch, raw KL, AdamW with weight
+    decay 0.01, clipping 1.0); ``pruning.defaults.RECOVERY_DEFAULTS`` holds the settings tuned for
+    compiled programs (per-example masks, normalised loss, batch 256)."""
+
     steps: int = 600
-    batch_size: int = 256
+    batch_size: int = 32
     lr: float = 0.5  # log-alphas (edges and nodes)
     lambda_lr: float = 0.05  # Lagrange multipliers (gradient ascent)
     edge_target: float = 1.02  # final sparsity target; above 1 keeps pushing until the loss resists
@@ -51,13 +55,13 @@ class PruneConfig:
     grad_clip: float = 1.0
     ablation: str = "zero"
     loss: str | None = None  # None: "kl" for categorical outputs, "seq_kl" for numerical ones
-    loss_scale: float = 100.0  # multiplies the faithfulness loss (balances it against the Lagrangian)
-    normalize_loss: bool = True  # divide the faithfulness loss by its value for the empty circuit
-    per_example_masks: bool = True  # one mask sample per example instead of one per batch (less gradient noise)
+    loss_scale: float = 1.0  # multiplies the faithfulness loss (balances it against the Lagrangian)
+    normalize_loss: bool = False  # divide the faithfulness loss by its value for the empty circuit
+    per_example_masks: bool = False  # one mask sample per example instead of one per batch (less gradient noise)
     seed: int = 0
     checkpoint_every: int = 0  # steps; 0 = only at the end when a run directory is given
     log_every: int = 10
-    edge_sparsity: float | None = None  # final circuit: None = kept fraction equals the mean mask value
+    edge_sparsity: float | None = None  # final circuit: None = kept count = rounded sum of the mask values
 
     def __post_init__(self) -> None:
         if self.ablation not in ABLATIONS:

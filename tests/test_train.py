@@ -26,7 +26,7 @@ def _setup(seed: int = 0, **cfg):
 
 
 def test_interrupted_run_resumes_to_the_same_circuit(tmp_path):
-    model, data, config = _setup(ablation="interchange")
+    model, data, config = _setup(ablation="interchange", per_example_masks=True)
     ad = CompiledAdapter(model)
     full = Pruner(ad, data, config)
     ref = full.run(progress=False)
