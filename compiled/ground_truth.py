@@ -134,35 +134,7 @@ def reader_supports(model: CompiledTransformer) -> dict[str, set[int]]:
     return out
 
 
-def bos_sensitive_sops(meta: ModelMetadata) -> set[str]:
-    """SOps whose value at the BOS position reaches the output.
-
-    Attention reads keys and values at every position, BOS included, so an SOp
-    used as a key or an aggregated value matters at BOS, and so do the operands
-    of an MLP that computes such an SOp.
-    """
-    nodes = meta.node_by_label
-    todo = []
-    for label in meta.blocks.heads.values():
-        n = nodes[label]
-        sel = nodes.get(n.selector or "")
-        if sel is not None and sel.predicate != "FALSE":
-            todo.append(sel.keys or sel.operands[0])
-        if n.expr_type == "Aggregate":
-            todo.append(n.sop or n.operands[1])
-    found: set[str] = set()
-    while todo:
-        label = todo.pop()
-        if label in found or label not in nodes:
-            continue
-        found.add(label)
-        n = nodes[label]
-        if n.expr_type in ("Map", "SequenceMap", "LinearSequenceMap"):
-            todo.extend(n.operands)
-    return found
-
-
-def _head_semantic_owners(node: NodeInfo, meta: ModelMetadata, bos_sensitive: set[str]) -> dict[str, set[str]]:
+def _head_semantic_owners(node: NodeInfo, meta: ModelMetadata) -> dict[str, set[str]]:
     """For a head computing ``node``: the owners (SOps / constants) each of q, k, v uses."""
     nodes = meta.node_by_label
     sel = nodes.get(node.selector or "")
@@ -197,10 +169,6 @@ def _head_semantic_owners(node: NodeInfo, meta: ModelMetadata, bos_sensitive: se
     return {"q": q, "k": k, "v": v}
 
 
-def _select_owners(label: str, nodes: dict[str, NodeInfo]) -> set[str]:
-    return {label}
-
-
 def candidate_edges(model: CompiledTransformer, ablation: str = "zero") -> set[tuple[str, str]]:
     """Ground-truth edges before the dangling rule."""
     if ablation not in ("zero", "interchange"):
@@ -213,12 +181,11 @@ def candidate_edges(model: CompiledTransformer, ablation: str = "zero") -> set[t
     writes = writer_supports(model)
     reads = reader_supports(model)
     nodes = meta.node_by_label
-    bos_sensitive = bos_sensitive_sops(meta)
 
     # restrict attention inputs to what their RASP node uses
     for head, label in meta.blocks.heads.items():
         layer, h = names.parse_node(head)[1:3]
-        used = _head_semantic_owners(nodes[label], meta, bos_sensitive)
+        used = _head_semantic_owners(nodes[label], meta)
         for role in "qkv":
             r = names.head_input(layer, h, role)
             reads[r] = {i for i in reads[r] if owner_of[i] in used[role]}

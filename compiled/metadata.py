@@ -118,9 +118,6 @@ class ModelMetadata:
                 return v
         return None
 
-    def decode_output(self, values: list[Any]) -> list[Any]:
-        return values
-
     # ----- JSON ---------------------------------------------------------
     def to_dict(self) -> dict:
         d = asdict(self)
