@@ -20,7 +20,7 @@ def _node_sort_key(name: str) -> tuple:
     order = {"tok": (0,), "pos": (1,), "out": (10**9,)}
     if kind in order:
         return order[kind]
-    sub = {"head": 0, "head_input": 0, "mlp": 1}[kind]
+    sub = {"head": 0, "head_input": 0, "group": 0.5, "group_input": 0.5, "mlp": 1}[kind]
     return (2, layer, sub, head, "qkv".find(role) if role else -1)
 
 

@@ -11,6 +11,9 @@ OUT = "out"
 _HEAD = re.compile(r"^a(\d+)\.h(\d+)$")
 _HEAD_INPUT = re.compile(r"^a(\d+)\.h(\d+)\.([qkv])$")
 _MLP = re.compile(r"^m(\d+)$")
+# grouped-query attention: one key and one value reader per KV group, shared by H/KV query heads
+_GROUP = re.compile(r"^a(\d+)\.g(\d+)$")
+_GROUP_INPUT = re.compile(r"^a(\d+)\.g(\d+)\.([kv])$")
 
 
 def head(layer: int, index: int) -> str:
@@ -26,7 +29,8 @@ def mlp(layer: int) -> str:
 
 
 def parse_node(name: str) -> tuple[str, int, int, str]:
-    """Split a node name into (kind, layer, head, role); kind is tok/pos/head/head_input/mlp/out."""
+    """Split a node name into (kind, layer, head, role); kind is tok/pos/head/head_input/mlp/out,
+    or group/group_input for a grouped-query attention layer's shared k/v readers (head = group index)."""
     if name in (TOK, POS, OUT):
         return name, -1, -1, ""
     m = _HEAD.match(name)
@@ -38,13 +42,25 @@ def parse_node(name: str) -> tuple[str, int, int, str]:
     m = _MLP.match(name)
     if m:
         return "mlp", int(m.group(1)), -1, ""
-    raise ValueError(f"unknown node name {name!r}: expected tok, pos, a<L>.h<H>[.q|.k|.v], m<L> or out")
+    m = _GROUP_INPUT.match(name)
+    if m:
+        return "group_input", int(m.group(1)), int(m.group(2)), m.group(3)
+    m = _GROUP.match(name)
+    if m:
+        return "group", int(m.group(1)), int(m.group(2)), ""
+    raise ValueError(
+        f"unknown node name {name!r}: expected tok, pos, a<L>.h<H>[.q|.k|.v], a<L>.g<G>.k|v, m<L> or out"
+    )
 
 
 def reader_node(reader: str) -> str:
-    """The computational node a reader belongs to (a0.h0.q -> a0.h0)."""
+    """The computational node a reader belongs to (a0.h0.q -> a0.h0; a GQA group's a0.g1.k -> a0.g1)."""
     kind, layer, idx, _ = parse_node(reader)
-    return head(layer, idx) if kind == "head_input" else reader
+    if kind == "head_input":
+        return head(layer, idx)
+    if kind == "group_input":
+        return f"a{layer}.g{idx}"
+    return reader
 
 
 def edge_str(edge: tuple[str, str]) -> str:
