@@ -89,6 +89,7 @@ class PruneData:
     ids: torch.Tensor  # (N, T) long, BOS first
     key_mask: torch.Tensor | None = None  # (N, T) bool
     corrupted: torch.Tensor | None = None  # (N, T) long, same lengths as ``ids``
+    loss_mask: torch.Tensor | None = None  # (N, T) bool, scored positions; None: the adapter's choice
 
     def __post_init__(self) -> None:
         if self.corrupted is not None and tuple(self.corrupted.shape) != tuple(self.ids.shape):
@@ -98,6 +99,11 @@ class PruneData:
             )
         if len(self.ids) == 0:
             raise EdgePruneError("no training inputs; the program's sampler returned nothing")
+        if self.loss_mask is not None and tuple(self.loss_mask.shape) != tuple(self.ids.shape):
+            raise EdgePruneError(
+                f"loss mask has shape {tuple(self.loss_mask.shape)} but inputs {tuple(self.ids.shape)}: "
+                "give one scored/unscored flag per input position"
+            )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -106,6 +112,8 @@ class PruneData:
         h = hashlib.sha256()
         for t in (self.ids, self.key_mask, self.corrupted):
             h.update(b"none" if t is None else t.cpu().contiguous().numpy().tobytes())
+        if self.loss_mask is not None:  # only when given, so older fingerprints stay valid
+            h.update(self.loss_mask.cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
 
@@ -142,10 +150,14 @@ class Pruner:
         self.forward = DisentangledForward(adapter)
         with torch.no_grad():
             self.full_out = adapter.full_output(data.ids, data.key_mask)
-            self.loss_mask = adapter.loss_mask(data.ids, data.key_mask)
+            self.loss_mask = data.loss_mask.bool() if data.loss_mask is not None else adapter.loss_mask(data.ids, data.key_mask)
         self.loss_unit = self._empty_circuit_loss() if config.normalize_loss else 1.0
         self.step = 0
         self.elapsed = 0.0
+        # distributed hooks (pruning.distributed): this rank's rows of each global batch, and an
+        # all-reduce of the mask/lambda gradients before clipping; None in a single process
+        self.batch_slice: Callable[[int], slice] | None = None
+        self.grad_sync: Callable[[list[torch.Tensor]], None] | None = None
 
     @torch.no_grad()
     def _empty_circuit_loss(self, max_examples: int = 256) -> float:
@@ -175,18 +187,26 @@ class Pruner:
     def train_step(self) -> dict:
         c = self.cfg
         idx = self._batch()
+        n_global = len(idx)
+        local = self.batch_slice(n_global) if self.batch_slice is not None else None
+        if local is not None:
+            idx = idx[local]
         ids = self.data.ids[idx]
         km = None if self.data.key_mask is None else self.data.key_mask[idx]
         corr = None if self.data.corrupted is None else self.data.corrupted[idx]
         ablated = ablated_states(self.adapter, c.ablation, ids, corr, km)
-        edge_z, node_z = self.masks.sample(self.gen, len(idx) if c.per_example_masks else None)
+        # noise for the whole global batch on every rank (same generator), so N processes draw the masks one would
+        edge_z, node_z = self.masks.sample(self.gen, n_global if c.per_example_masks else None)
+        sampled = (edge_z, node_z)  # the sparsity estimate uses every sample, identical on every rank
+        if local is not None and c.per_example_masks:
+            edge_z, node_z = edge_z[local], node_z[local]
         out = self.forward.output(ids, self.masks.dense(edge_z), node_z, ablated, km)
         faith = obj.faithfulness_loss(self.loss_kind, self.full_out[idx], out, self.loss_mask[idx])
         warm = int(c.target_warmup * c.steps)
         t_edge = obj.target_at(self.step, c.edge_target, warm)
-        s_edge = obj.sparsity(edge_z)
+        s_edge = obj.sparsity(sampled[0])
         reg = obj.lagrangian(t_edge, s_edge, *self.edge_lambdas)
-        s_node = obj.sparsity(node_z)
+        s_node = obj.sparsity(sampled[1])
         if c.node_target is not None:
             reg = reg + obj.lagrangian(obj.target_at(self.step, c.node_target, warm), s_node, *self.node_lambdas)
         loss = c.loss_scale / self.loss_unit * faith + reg
@@ -197,6 +217,8 @@ class Pruner:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if self.grad_sync is not None:
+            self.grad_sync(params)
         if c.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
         self.optimizer.step()
