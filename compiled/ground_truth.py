@@ -134,6 +134,22 @@ def reader_supports(model: CompiledTransformer) -> dict[str, set[int]]:
     return out
 
 
+REFLEXIVE_PREDICATES = ("EQ", "LEQ", "GEQ")
+
+
+def bos_fallback_read(sel: NodeInfo, meta: ModelMetadata) -> bool:
+    """Whether a numerical mean's BOS fallback can change an output the task reads.
+
+    A selector comparing one SOp with itself by EQ, LEQ or GEQ selects at least the
+    query's own position, so the fallback only ever acts at the BOS query.  The BOS
+    position is read for a numerical output (the objective's softmax runs over every
+    position, BOS included, as in the reference) but not for a categorical one.
+    """
+    keys, queries = sel.keys or sel.operands[0], sel.queries or sel.operands[1]
+    never_empty = keys == queries and sel.predicate in REFLEXIVE_PREDICATES
+    return not never_empty or meta.output_encoding == "numerical"
+
+
 def _head_semantic_owners(node: NodeInfo, meta: ModelMetadata) -> dict[str, set[str]]:
     """For a head computing ``node``: the owners (SOps / constants) each of q, k, v uses."""
     nodes = meta.node_by_label
@@ -161,7 +177,7 @@ def _head_semantic_owners(node: NodeInfo, meta: ModelMetadata) -> dict[str, set[
             k.add(keys)
         v.add(node.sop or node.operands[1])
         # the BOS fallback defines the output when nothing is selected: for a numerical mean (0)
-        if pred != "TRUE" and node.encoding == "numerical":
+        if pred != "TRUE" and node.encoding == "numerical" and bos_fallback_read(sel, meta):
             q.add("one")
             k.add("bos")
     else:

@@ -19,18 +19,6 @@ ACDC_XPROPORTION = {
     ("tok", "a1.h0.k"), ("pos", "a1.h0.k"), ("a1.h0", "out"),
 }
 
-# Edges of the definition that no valid input exercises, with the reason.
-KNOWN_UNNECESSARY = {
-    ("xproportion", "zero"): {
-        ("tok", "a1.h0.q"): "BOS fallback ('one' in the query) of a numerical mean: Select(indices, indices, LEQ) never selects nothing",
-        ("tok", "a1.h0.k"): "BOS fallback ('tokens:BOS' in the key) of the same numerical mean, likewise never used",
-    },
-    ("pair_balance", "zero"): {
-        (w, f"a1.h{h}.{r}"): "BOS fallback of a numerical frac_prevs mean whose LEQ selector always selects position 0"
-        for w in ("tok",) for h in (0, 1) for r in ("q", "k")
-    },
-}
-
 
 @pytest.fixture(scope="module")
 def models(reference_dir):
@@ -60,8 +48,7 @@ def test_ground_truth_sufficient_and_necessary(models, program, ablation):
     model = models[program]
     report = check_ground_truth(model, ground_truth(model, ablation), ablation)
     assert report.sufficient, report.summary()
-    expected = KNOWN_UNNECESSARY.get((program, ablation), {})
-    assert set(report.unnecessary) == set(expected), report.summary()
+    assert report.unnecessary == [], report.summary()
 
 
 def test_checker_catches_an_insufficient_circuit(models):
@@ -89,3 +76,35 @@ def test_ground_truth_is_sorted_and_allowed(models):
             gt = ground_truth(m, ablation)
             assert gt.edges == sorted(gt.edges, key=gt.edges.index)
             assert set(gt.edges) <= g.edge_set
+
+
+def _prefix_mean_program(predicate, categorical_output: bool):
+    """frac of 'a' over the keys the selector picks; optionally decoded to a category."""
+    from programs import rasp
+
+    sel = rasp.Select(rasp.indices, rasp.indices, predicate)
+    frac = rasp.numerical(rasp.Aggregate(sel, rasp.numerical(rasp.Map(lambda t: 1 if t == "a" else 0, rasp.tokens)),
+                                         default=0))
+    if categorical_output:
+        return rasp.categorical(rasp.Map(lambda x: x > 0, frac))
+    return frac
+
+
+@pytest.mark.parametrize("predicate_name,categorical,bos_edges", [
+    ("LEQ", True, False),  # selects itself at every query: the fallback only acts at BOS, which is not read
+    ("LEQ", False, True),  # numerical output: the BOS position is read
+    ("LT", True, True),  # the first query selects nothing: the fallback defines its output
+])
+def test_numerical_mean_bos_fallback_rule(predicate_name, categorical, bos_edges):
+    from compiled.compiler import compile_program
+    from programs import rasp
+    from verify.checker import enumerate_inputs
+
+    program = _prefix_mean_program(getattr(rasp.Comparison, predicate_name), categorical)
+    model = compile_program(program, {"a", "b"}, 4, name=f"mean_{predicate_name}")
+    truth = ground_truth(model, "zero")
+    head = next(iter(model.metadata.blocks.heads))
+    assert (("tok", f"{head}.q") in truth.edges) == bos_edges
+    assert (("tok", f"{head}.k") in truth.edges) == bos_edges
+    report = check_ground_truth(model, truth, "zero", inputs=enumerate_inputs(["a", "b"], 4))
+    assert report.ok, report.summary()

@@ -83,10 +83,12 @@ def _readout(model: CompiledTransformer, residual: torch.Tensor) -> Outputs:
     if model.is_categorical:
         values = out.argmax(-1)
         defined = out.max(-1).values > 0.5
+        defined[:, 0] = False  # a categorical output is decoded at the input's positions only
     else:
+        # a numerical output is read at every position, BOS included: the objective's
+        # softmax over the sequence (as in the reference) sees the BOS value too
         values = out
         defined = torch.ones_like(out, dtype=torch.bool)
-    defined[:, 0] = False
     return Outputs(values, defined)
 
 
