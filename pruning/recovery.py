@@ -6,14 +6,14 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import torch
 
 from compiled.model import CompiledTransformer
 from edgeprune.errors import EdgePruneError
 from pruning.adapters.compiled import CompiledAdapter
-from pruning.data import build_data, shuffle_corruption
+from pruning.data import Corrupt, build_data, shuffle_corruption
 from pruning.defaults import recovery_config
 from pruning.train import PruneConfig, PruneData, Pruner
 from verify.circuit import Circuit
@@ -35,10 +35,13 @@ class RecoveryResult:
     seconds: float  # pruning time (the training loop only)
     total_seconds: float  # compile + data + prune + compare
     config: PruneConfig
+    layers: int = 0  # of the compiled model
+    graph_edges: int = 0  # edges of the model's computational graph (what pruning chooses from)
 
     def to_dict(self) -> dict:
         return {"program": self.name, "ablation": self.ablation, "seed": self.seed, **self.comparison.to_dict(),
                 "edges": len(self.comparison.recovered), "truth_edges": len(self.comparison.truth),
+                "layers": self.layers, "graph_edges": self.graph_edges,
                 "steps": self.steps, "seconds": round(self.seconds, 3), "total_seconds": round(self.total_seconds, 3)}
 
 
@@ -97,13 +100,40 @@ def recover(target: str, ablation: str = "zero", seed: int = 0, steps: int | Non
             run_dir: str | Path | None = None, resume: bool = False, progress: bool = False,
             **overrides: Any) -> RecoveryResult:
     """Prune ``target`` (program name or model directory) and compare with its ground truth."""
-    from compiled.ground_truth import ground_truth
-
     t0 = time.perf_counter()
     model, spec, data = prepare(target, ablation, seed)
     name = spec.name if spec is not None else model.metadata.name
-    config = recovery_config(name, getattr(spec, "pruning", None), ablation=ablation, seed=seed, steps=steps, **overrides)
-    pruner = Pruner(CompiledAdapter(model), data, config)
+    return _prune_and_compare(model, data, name, getattr(spec, "pruning", None), ablation, seed, steps, run_dir,
+                              resume, progress, t0, overrides)
+
+
+def recover_model(model: CompiledTransformer, inputs: Sequence[Sequence[Any]], ablation: str = "zero",
+                  seed: int = 0, steps: int | None = None, *, name: str | None = None,
+                  corrupt: Corrupt | None = None, pruning: dict | None = None, run_dir: str | Path | None = None,
+                  resume: bool = False, progress: bool = False, **overrides: Any) -> RecoveryResult:
+    """``recover`` for a model built in memory (e.g. a generated program) trained on the given inputs.
+
+    Why: programs that are neither registered nor saved (random-program recovery)
+    still go through the very same pruning settings and comparison. Interchange
+    ablation uses ``corrupt`` (rng, clean) -> same-length input, else a swap
+    with another input of the same length.
+    """
+    t0 = time.perf_counter()
+    if ablation == "interchange" and corrupt is None:
+        corrupt = shuffle_corruption(inputs)
+    data = build_data(model, inputs, corrupt if ablation == "interchange" else None, seed)
+    return _prune_and_compare(model, data, name or model.metadata.name, pruning, ablation, seed, steps, run_dir,
+                              resume, progress, t0, overrides)
+
+
+def _prune_and_compare(model: CompiledTransformer, data: PruneData, name: str, spec_pruning: dict | None,
+                       ablation: str, seed: int, steps: int | None, run_dir: str | Path | None, resume: bool,
+                       progress: bool, t0: float, overrides: dict) -> RecoveryResult:
+    from compiled.ground_truth import ground_truth
+
+    config = recovery_config(name, spec_pruning, ablation=ablation, seed=seed, steps=steps, **overrides)
+    adapter = CompiledAdapter(model)
+    pruner = Pruner(adapter, data, config)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # compiled models are tiny: intra-op threads only add overhead (20 s vs 29 s on reverse)
     try:
@@ -113,4 +143,75 @@ def recover(target: str, ablation: str = "zero", seed: int = 0, steps: int | Non
     truth = ground_truth(model, ablation)
     comparison = compare(result.circuit, truth)
     return RecoveryResult(name, ablation, seed, comparison, result.circuit, truth, result.steps, result.seconds,
-                          time.perf_counter() - t0, config)
+                          time.perf_counter() - t0, config, layers=model.config.n_layers,
+                          graph_edges=adapter.graph.n_edges)
+
+
+def recover_recipe(recipe: dict, ablation: str = "zero", seed: int = 0, steps: int | None = None,
+                   **overrides: Any) -> RecoveryResult:
+    """Recover a generated program (``programs.random_programs`` recipe), trained on every input."""
+    from compiled.compiler import compile_program
+    from programs import random_programs
+
+    item = random_programs.build(recipe)
+    model = compile_program(item.sop, set(recipe["vocab"]), recipe["max_seq_len"], name="random_program")
+    return recover_model(model, random_programs.all_inputs(recipe), ablation, seed, steps, **overrides)
+
+
+def summary_row(result: RecoveryResult) -> dict:
+    """JSON-ready row for tables and reports: the comparison plus both circuits' edges (for drawing)."""
+    row = result.to_dict()
+    row["circuit"] = [list(e) for e in result.circuit.edges]
+    row["truth"] = [list(e) for e in result.truth.edges]
+    return row
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)  # N workers on N cores: intra-op threads would only oversubscribe them
+
+
+def _recover_job(job: dict) -> dict:
+    """One program in a worker process; errors come back as rows so one bad program does not stop the rest."""
+    kind = job.pop("kind")
+    label = job.get("target") or "random_program"
+    try:
+        if kind == "recipe":
+            res = recover_recipe(job["recipe"], job["ablation"], job["seed"], job.get("steps"))
+        else:
+            res = recover(job["target"], job["ablation"], job["seed"], job.get("steps"))
+    except EdgePruneError as exc:
+        return {"program": label, "exact": False, "error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - reported in the table, and the run exits non-zero
+        return {"program": label, "exact": False, "error": f"{type(exc).__name__}: {exc}"}
+    return summary_row(res)
+
+
+def recover_many(jobs_: Sequence[dict], jobs: int = 1) -> Iterator[tuple[int, dict]]:
+    """Run recovery jobs (``{"kind": "program"|"recipe", "target"|"recipe": ..., "ablation", "seed", "steps"}``),
+    ``jobs`` at a time in worker processes; yields ``(index, row)`` as each finishes.
+
+    Workers start with "forkserver" (or "spawn" where there is none): torch does not survive ``fork`` after its
+    thread pools started, and every worker runs with one intra-op thread.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    if jobs < 1:
+        raise EdgePruneError(f"--jobs must be at least 1, got {jobs}")
+    if jobs == 1 or len(jobs_) <= 1:
+        threads = torch.get_num_threads()
+        try:
+            for i, job in enumerate(jobs_):
+                yield i, _recover_job(dict(job))
+        finally:
+            torch.set_num_threads(threads)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(jobs_)), mp_context=ctx, initializer=_worker_init)
+    try:
+        futures = {pool.submit(_recover_job, dict(job)): i for i, job in enumerate(jobs_)}
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
+    finally:  # Ctrl-C or a consumer that stops early: drop queued programs instead of finishing them
+        pool.shutdown(wait=True, cancel_futures=True)

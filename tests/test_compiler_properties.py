@@ -1,26 +1,14 @@
 """Properties of the compiler on random well-formed RASP programs.
 
-The generator builds programs step by step from ``tokens`` and ``indices`` and
-tracks, for every SOp, what it knows about it, so that it only builds programs
-whose compiled model is *meant* to be exact (Tracr's own preconditions):
-
-* ``values``: the value set, to pick functions and aggregations that apply;
-* ``total``: never None on any input (a categorical Aggregate may select
-  nothing); only total SOps feed Selects and numerical means;
-* ``exact``: the value set contains every value the SOp really takes (a
-  numerical mean can take values outside Tracr's inferred set, e.g. 2/3), so
-  only exact numerical SOps feed discretising MLPs;
-* categorical Aggregates use selectors that select at most one key, or keys
-  that all carry the same value; categorical -> numerical Maps are
-  non-negative (Tracr's MLP has a ReLU there).
+The generator (``programs.random_programs``) builds programs step by step from
+``tokens`` and ``indices`` and only builds programs whose compiled model is
+*meant* to be exact (Tracr's own preconditions); its docstring lists them.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,169 +16,11 @@ from hypothesis import strategies as st
 
 from compiled.compiler import compile_program
 from programs import rasp
+from programs.random_programs import MAX_SEQ_LEN, NONTRIVIAL_COMPARISONS, VOCAB, Item, programs
 
-MAX_SEQ_LEN = 4
-VOCAB = [0, 1, 2]
 # EDGEPRUNE_PROPERTY_EXAMPLES raises the example count for a long local run.
 _EXAMPLES = int(os.environ.get("EDGEPRUNE_PROPERTY_EXAMPLES", "40"))
 SETTINGS = dict(max_examples=_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@dataclass
-class Item:
-    sop: rasp.SOp
-    numerical: bool
-    values: set
-    total: bool = True
-    exact: bool = True
-    uses_tokens: bool = False
-    desc: str = ""  # how it was built, for readable counterexamples
-
-
-def _apply(f: Callable, values: set) -> set:
-    return {f(x) for x in values}
-
-
-CAT_MAPS: list[tuple[str, Callable[[int], Callable[[Any], Any]]]] = [
-    ("add_mod", lambda c: lambda x: (x + c) % 3),
-    ("lt", lambda c: lambda x: x < c),
-    ("eq", lambda c: lambda x: x == c),
-    ("min", lambda c: lambda x: min(x, c)),
-    ("absdiff", lambda c: lambda x: abs(x - c)),
-]
-SEQ_MAPS: list[tuple[str, Callable[[Any, Any], Any]]] = [
-    ("add_mod", lambda x, y: (x + y) % 4),
-    ("lt", lambda x, y: x < y),
-    ("min", lambda x, y: min(x, y)),
-    ("eq", lambda x, y: x == y),
-    ("sub", lambda x, y: x - y),
-]
-NUM_MAPS: list[tuple[str, Callable[[int], Callable[[Any], Any]]]] = [  # non-negative, integer-valued
-    ("mod", lambda c: lambda x: int(x) % (c + 2)),
-    ("ge", lambda c: lambda x: int(x >= c)),
-    ("scaled", lambda c: lambda x: abs(int(x)) * (c + 1)),
-]
-COMPARISONS = [c for c in rasp.Comparison]
-
-
-def _from_categorical_aggregate(sop: rasp.RASPExpr) -> bool:
-    if isinstance(sop, rasp.Aggregate) and rasp.is_categorical(sop):
-        return True
-    return any(_from_categorical_aggregate(c) for c in sop.children if isinstance(c, rasp.SOp))
-
-
-@st.composite
-def programs(draw, mean_comparisons: tuple = tuple(COMPARISONS), clean_keys: bool = False) -> Item:
-    """``clean_keys``: no attention reads a categorical Aggregate or anything computed from one."""
-    pool: list[Item] = [
-        Item(rasp.tokens, False, set(VOCAB), uses_tokens=True),
-        Item(rasp.indices, False, set(range(MAX_SEQ_LEN))),
-    ]
-    n_ops = draw(st.integers(1, 4))
-    for _ in range(n_ops):
-        cats = [it for it in pool if not it.numerical]
-        total_cats = [it for it in cats if it.total]
-        key_cats = [it for it in total_cats if not (clean_keys and _from_categorical_aggregate(it.sop))]
-        attn_cats = [it for it in cats if not (clean_keys and _from_categorical_aggregate(it.sop))]
-        nums = [it for it in pool if it.numerical]
-        exact_nums = [it for it in nums if it.exact]
-        kinds = ["cat_map", "seq_map", "cat_to_num", "selector_width", "agg_move", "agg_same", "num_mean"]
-        if exact_nums:
-            kinds += ["num_to_num", "num_to_cat"]
-        if len(nums) >= 2:
-            kinds += ["linear"]
-        kind = draw(st.sampled_from(kinds))
-        pick = lambda xs: draw(st.sampled_from(xs))  # noqa: E731
-        c = draw(st.integers(0, 2))
-        if kind == "cat_map":
-            a = pick(cats)
-            _, mk = pick(CAT_MAPS)
-            f = mk(c)
-            new = Item(rasp.Map(f, a.sop), False, _apply(f, a.values), a.total, True, a.uses_tokens)
-        elif kind == "seq_map":
-            a, b = pick(cats), pick(cats)
-            if a is b:
-                b = pool[0] if a is not pool[0] else pool[1]
-            _, f = pick(SEQ_MAPS)
-            vals = {f(x, y) for x, y in itertools.product(a.values, b.values)}
-            new = Item(rasp.SequenceMap(f, a.sop, b.sop), False, vals, a.total and b.total, True,
-                       a.uses_tokens or b.uses_tokens)
-        elif kind == "cat_to_num":
-            a = pick(cats)
-            _, mk = pick(NUM_MAPS)
-            f = mk(c)
-            new = Item(rasp.numerical(rasp.Map(f, a.sop)), True, _apply(f, a.values), a.total, True, a.uses_tokens)
-        elif kind == "num_to_num":
-            a = pick(exact_nums)
-            _, mk = pick(NUM_MAPS)
-            f = mk(c)
-            new = Item(rasp.numerical(rasp.Map(f, a.sop)), True, _apply(f, a.values), a.total, True, a.uses_tokens)
-        elif kind == "num_to_cat":
-            a = pick(exact_nums)
-            f = (lambda k: lambda x: int(x) % 2 + k)(c)
-            new = Item(rasp.Map(f, a.sop), False, _apply(f, a.values), a.total, True, a.uses_tokens)
-        elif kind == "linear":
-            a, b = pick(nums), pick(nums)
-            if a is b:
-                continue
-            fa, fb = pick([1, 2, -1]), pick([1, -1, 0])
-            vals = {fa * x + fb * y for x, y in itertools.product(a.values, b.values)}
-            new = Item(rasp.numerical(rasp.LinearSequenceMap(a.sop, b.sop, fa, fb)), True, vals,
-                       a.total and b.total, a.exact and b.exact, a.uses_tokens or b.uses_tokens)
-        elif kind == "selector_width":
-            k, q = pick(key_cats), pick(key_cats)
-            sel = rasp.Select(k.sop, q.sop, pick(COMPARISONS))
-            sw = rasp.SelectorWidth(sel)
-            numerical = draw(st.booleans())
-            new = Item(rasp.numerical(sw) if numerical else sw, numerical, set(range(MAX_SEQ_LEN + 1)), True, True,
-                       k.uses_tokens or q.uses_tokens)
-        elif kind == "agg_move":
-            # keys are the (distinct) indices: at most one key selected; queries may point outside -> None.
-            q = pick(key_cats)
-            src = pick(attn_cats)
-            shift = draw(st.booleans())
-            if shift:  # max(i - c, 0) is always a valid index: the aggregate is total
-                query = rasp.Map((lambda k: lambda i: max(i - k, 0))(c), rasp.indices)
-                total = src.total
-            else:
-                query, total = q.sop, False
-            sel = rasp.Select(rasp.indices, query, rasp.Comparison.EQ)
-            new = Item(rasp.Aggregate(sel, src.sop), False, set(src.values), total, True,
-                       src.uses_tokens or (not shift and q.uses_tokens))
-        elif kind == "agg_same":
-            # every selected key carries the query's value, so averaging one-hots is exact
-            k, q = pick(key_cats), pick(key_cats)
-            sel = rasp.Select(k.sop, q.sop, rasp.Comparison.EQ)
-            new = Item(rasp.Aggregate(sel, k.sop), False, set(k.values), False, True, k.uses_tokens or q.uses_tokens)
-        else:  # num_mean: mean of a 0/1 numerical SOp over any selector
-            base = pick(key_cats)
-            vals = sorted(base.values, key=repr)
-            chosen = vals[c % len(vals)]
-            bools = rasp.numerical(rasp.Map((lambda v: lambda x: int(x == v))(chosen), base.sop))
-            bool_vals = {int(x == chosen) for x in base.values}
-            if bool_vals != {0, 1}:
-                continue
-            k, q = pick(key_cats), pick(key_cats)
-            sel = rasp.Select(k.sop, q.sop, pick(list(mean_comparisons)))
-            agg = rasp.numerical(rasp.Aggregate(sel, bools, default=0))
-            means = {v / n for v in (0, 1) for n in range(1, MAX_SEQ_LEN + 1)}
-            new = Item(agg, True, means, True, False, base.uses_tokens or k.uses_tokens or q.uses_tokens)
-        new.desc = f"{kind}(c={c}) -> {new.sop.label}: " + ", ".join(
-            f"{ch.label}" for ch in new.sop.children)
-        pool.append(new)
-    out = pool[-1]
-    trace = "; ".join(it.desc for it in pool[2:])
-    if len(pool) == 2:
-        out = Item(rasp.Map(lambda x: x, rasp.tokens), False, set(VOCAB), uses_tokens=True)
-    if not out.uses_tokens:  # the compiler needs tokens in the graph; a no-op dependency adds it
-        if out.numerical:
-            zero = rasp.numerical(rasp.Map(lambda x: 0, rasp.tokens))
-            out = Item(rasp.numerical(rasp.LinearSequenceMap(out.sop, zero, 1, 1)), True, out.values, out.total,
-                       out.exact, True)
-        else:
-            out = Item(rasp.SequenceMap(lambda x, y: x, out.sop, rasp.tokens), False, out.values, out.total, True, True)
-    out.desc = trace + (f"; wrapped -> {out.sop.label}" if out is not pool[-1] else "")
-    return out
 
 
 inputs = st.lists(st.lists(st.sampled_from(VOCAB), min_size=1, max_size=MAX_SEQ_LEN), min_size=1, max_size=12)
@@ -256,7 +86,7 @@ def _used_labels(meta) -> set:
 
 # Left out of the random programs, pinned by the two regression tests below instead: a numerical
 # mean over a TRUE selector, and attention inputs computed from a categorical Aggregate.
-_NONTRIVIAL = tuple(c for c in COMPARISONS if c is not rasp.Comparison.TRUE)
+_NONTRIVIAL = NONTRIVIAL_COMPARISONS
 
 
 def _ground_truth_available() -> bool:

@@ -19,6 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("target", nargs="?", help="program name or model directory")
     p.add_argument("--all", action="store_true", help="recover every registered program; prints a table")
+    p.add_argument("--programs", default=None, metavar="A,B,C",
+                   help="with --all (or alone): only these registered programs, comma-separated")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="with --all: recover N programs at a time in worker processes (one torch thread each)")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="with --all: write DIR/README.md (Markdown table), a circuit picture per program, "
+                        "and DIR/results.json")
     p.add_argument("--ablation", choices=("zero", "interchange"), default="zero")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the program's setting)")
@@ -49,49 +56,85 @@ def _one(args: argparse.Namespace) -> int:
     return 0 if res.comparison.exact else 1
 
 
+def _selected(args: argparse.Namespace) -> list[str]:
+    from programs.registry import get_program, program_names
+
+    if args.programs is None:
+        return program_names()
+    names = [n.strip() for n in args.programs.split(",") if n.strip()]
+    if not names:
+        raise EdgePruneError("--programs is empty; give registered names separated by commas, e.g. reverse,sort")
+    for n in names:
+        get_program(n)  # unknown name: an error listing the known ones
+    order = {n: i for i, n in enumerate(program_names())}
+    return sorted(dict.fromkeys(names), key=order.__getitem__)  # registry order, no repeats
+
+
+def _row_line(r: dict, w: int) -> str:
+    if "error" in r:
+        return f"{r['program']:<{w}}  ERROR   {r['error']}"
+    return (f"{r['program']:<{w}}  {'exact ' if r['exact'] else 'FAIL  '}  {r['edges']:>5}  {r['truth_edges']:>5}  "
+            f"{len(r['missing']):>7}  {len(r['extra']):>5}  {r['total_seconds']:>7.1f}")
+
+
 def _all(args: argparse.Namespace) -> int:
-    from programs.registry import program_names
-    from pruning.recovery import recover
+    from pruning.recovery import recover_many
     from tqdm import tqdm
 
-    rows = []
+    if args.jobs < 1:
+        raise EdgePruneError(f"--jobs must be at least 1, got {args.jobs}")
+    names = _selected(args)
+    jobs = [{"kind": "program", "target": n, "ablation": args.ablation, "seed": args.seed, "steps": args.steps}
+            for n in names]
+    rows: list[dict | None] = [None] * len(names)
+    w = max(len("program"), *(len(n) for n in names))
     t0 = time.perf_counter()
-    names = program_names()
-    for name in tqdm(names, desc="recover --all", disable=args.json or args.no_progress or not sys.stderr.isatty(),
-                     file=sys.stderr):
-        try:
-            r = recover(name, args.ablation, args.seed, args.steps)
-            rows.append({"program": name, "exact": r.comparison.exact, "edges": len(r.comparison.recovered),
-                         "truth_edges": len(r.comparison.truth), "missing": [list(e) for e in r.comparison.missing],
-                         "extra": [list(e) for e in r.comparison.extra], "steps": r.steps,
-                         "seconds": round(r.total_seconds, 3)})
-        except EdgePruneError as exc:
-            rows.append({"program": name, "exact": False, "error": str(exc)})
+    if not args.json:
+        print(f"{'program':<{w}}  result  edges  truth  missing  extra  seconds", flush=True)
+    shown = 0
+    bar = tqdm(total=len(names), desc="recover --all", file=sys.stderr,
+               disable=args.json or args.no_progress or not sys.stderr.isatty())
+    with bar:
+        for i, row in recover_many(jobs, args.jobs):
+            rows[i] = row
+            bar.update(1)
+            while not args.json and shown < len(rows) and rows[shown] is not None:  # registry order, as they finish
+                bar.write(_row_line(rows[shown], w), file=sys.stdout)
+                shown += 1
     total = time.perf_counter() - t0
-    n_ok = sum(r["exact"] for r in rows)
+    done = [r for r in rows if r is not None]
+    n_ok = sum(bool(r["exact"]) for r in done)
+    if args.report:
+        from verify.report import write_report
+
+        command = "edgeprune recover --all" + (f" --programs {','.join(names)}" if args.programs else "")
+        command += f" --ablation {args.ablation} --seed {args.seed} --jobs {args.jobs}"
+        command += (f" --steps {args.steps}" if args.steps else "") + f" --report {args.report}"
+        path = write_report(done, args.report, {"command": command, "ablation": args.ablation, "seed": args.seed,
+                                                "jobs": args.jobs, "wall_seconds": round(total, 1)})
+        if not args.json:
+            print(f"report: {path}")
     if args.json:
-        print(json.dumps({"exact": n_ok == len(rows), "passed": n_ok, "total": len(rows), "seconds": round(total, 3),
-                          "ablation": args.ablation, "seed": args.seed, "programs": rows}))
+        for r in done:  # the table's JSON keeps to the comparison; circuits go to the report's results.json
+            r.pop("circuit", None)
+            r.pop("truth", None)
+        print(json.dumps({"exact": n_ok == len(done), "passed": n_ok, "total": len(done), "seconds": round(total, 3),
+                          "ablation": args.ablation, "seed": args.seed, "jobs": args.jobs, "programs": done}))
     else:
-        w = max(len(r["program"]) for r in rows)
-        print(f"{'program':<{w}}  result  edges  truth  missing  extra  seconds")
-        for r in rows:
-            if "error" in r:
-                print(f"{r['program']:<{w}}  ERROR   {r['error']}")
-                continue
-            print(f"{r['program']:<{w}}  {'exact ' if r['exact'] else 'FAIL  '}  {r['edges']:>5}  {r['truth_edges']:>5}  "
-                  f"{len(r['missing']):>7}  {len(r['extra']):>5}  {r['seconds']:>7.1f}")
-        print(f"{n_ok}/{len(rows)} exact ({args.ablation} ablation, seed {args.seed}) in {total:.0f} s")
-    return 0 if n_ok == len(rows) else 1
+        print(f"{n_ok}/{len(done)} exact ({args.ablation} ablation, seed {args.seed}, {args.jobs} job(s)) "
+              f"in {total:.0f} s")
+    return 0 if n_ok == len(done) else 1
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.all and args.target:
-        raise EdgePruneError("give either a program/model or --all, not both")
-    if args.all:
+    if args.target and (args.all or args.programs is not None):
+        raise EdgePruneError("give either a program/model or --all/--programs, not both")
+    if args.all or args.programs is not None:
         if args.resume or args.run_dir:
             raise EdgePruneError("--run-dir/--resume apply to one program; drop --all")
         return _all(args)
+    if args.report or args.jobs != 1:
+        raise EdgePruneError("--report and --jobs apply to several programs; add --all (or --programs a,b,c)")
     if not args.target:
         raise EdgePruneError("name a program (see `edgeprune programs`) or a model directory, or pass --all")
     if args.resume and not args.run_dir:
