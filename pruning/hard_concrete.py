@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterable
 
 import torch
 from torch import nn
 
+from edgeprune.errors import EdgePruneError
 from pruning.graph import ComputationalGraph
 
 
@@ -66,11 +69,62 @@ def deterministic_gates(log_alpha: torch.Tensor, cfg: HardConcreteConfig = DEFAU
     return soft
 
 
-class MaskParameters(nn.Module):
-    """Edge log-alphas (one per allowed edge, ordered as ``graph.edges``) and node log-alphas (one per writer)."""
+@dataclass(frozen=True)
+class SubsetGraph(ComputationalGraph):
+    """A graph whose allowed edges are a fixed subset of another's (HAP's kept subgraph).
 
-    def __init__(self, graph: ComputationalGraph, cfg: HardConcreteConfig = DEFAULT, generator: torch.Generator | None = None):
+    Writers, readers and their order are the parent's; only ``edges`` (and what derives from it)
+    shrink, so masks parametrise and circuits list just the kept edges.
+    """
+
+    subset: frozenset = frozenset()
+
+    @cached_property
+    def edges(self) -> list[tuple[str, str]]:
+        return [e for e in ComputationalGraph.edges.func(self) if e in self.subset]
+
+    def allowed_mask(self) -> torch.Tensor:
+        m = torch.zeros(len(self.writers), len(self.readers))
+        for w, r in self.edges:
+            m[self.writer_index[w], self.reader_index[r]] = 1
+        return m
+
+
+def restrict_graph(graph: ComputationalGraph, edge_subset: Iterable[tuple[str, str]] | torch.Tensor) -> SubsetGraph:
+    """``graph`` limited to ``edge_subset``: edges, or a bool (n_writers, n_readers) matrix."""
+    if torch.is_tensor(edge_subset):
+        shape = (len(graph.writers), len(graph.readers))
+        if tuple(edge_subset.shape) != shape:
+            raise EdgePruneError(f"edge_subset matrix has shape {tuple(edge_subset.shape)}, the graph needs {shape} "
+                                 "(n_writers, n_readers)")
+        sel = edge_subset.bool()
+        if bool((sel & (graph.allowed_mask() == 0)).any()):
+            raise EdgePruneError("edge_subset marks entries that are not edges of the graph (a writer after its reader); "
+                                 "mark only allowed edges (graph.allowed_mask())")
+        edges = {(graph.writers[w], graph.readers[r]) for w, r in sel.nonzero().tolist()}
+    else:
+        edges = {(str(w), str(r)) for w, r in edge_subset}
+        for e in edges:
+            graph.check_edge(e)
+    if not edges:
+        raise EdgePruneError("edge_subset is empty; keep at least one edge for pruning to choose from")
+    base = {f: getattr(graph, f) for f in ("n_layers", "n_heads", "embeddings", "n_kv_heads", "model", "meta")}
+    return SubsetGraph(**base, subset=frozenset(edges))
+
+
+class MaskParameters(nn.Module):
+    """Edge log-alphas (one per allowed edge, ordered as ``graph.edges``) and node log-alphas (one per writer).
+
+    With ``edge_subset`` only those edges get a log-alpha (``self.graph`` becomes the restricted
+    graph); every other edge has mask 0 in ``dense`` and never enters the optimisation.
+    """
+
+    def __init__(self, graph: ComputationalGraph, cfg: HardConcreteConfig = DEFAULT, generator: torch.Generator | None = None,
+                 edge_subset: Iterable[tuple[str, str]] | torch.Tensor | None = None):
         super().__init__()
+        self.full_graph = graph
+        if edge_subset is not None:
+            graph = restrict_graph(graph, edge_subset)
         self.graph = graph
         self.cfg = cfg
         self.edge_log_alpha = nn.Parameter(torch.empty(graph.n_edges))

@@ -129,13 +129,14 @@ class PruneResult:
 class Pruner:
     """Holds masks, lambdas, optimizer and RNG for one run; ``run`` trains and returns the circuit."""
 
-    def __init__(self, adapter: ModelAdapter, data: PruneData, config: PruneConfig):
+    def __init__(self, adapter: ModelAdapter, data: PruneData, config: PruneConfig, edge_subset=None):
+        """``edge_subset`` (edges or a bool (n_writers, n_readers) matrix): only these edges get masks (HAP)."""
         self.adapter, self.data, self.cfg = adapter, data, config
         if config.ablation == "interchange" and data.corrupted is None:
             raise EdgePruneError("interchange ablation needs corrupted inputs in the data; give corruptions or use --ablation zero")
         self.loss_kind = config.loss or obj.default_loss(adapter.output_kind)
         self.gen = torch.Generator().manual_seed(config.seed)
-        self.masks = MaskParameters(adapter.graph, generator=self.gen)
+        self.masks = MaskParameters(adapter.graph, generator=self.gen, edge_subset=edge_subset)
         self.edge_lambdas = torch.nn.Parameter(torch.zeros(2))
         self.node_lambdas = torch.nn.Parameter(torch.zeros(2))
         c = config
