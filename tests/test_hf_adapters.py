@@ -242,3 +242,16 @@ def test_gqa_edge_count_matches_formula():
     want = R + sum(H * (1 + (L - l - 1) * per + 1) + (L - l - 1) * per + 1 for l in range(L))
     assert g.n_edges == want
     assert len(g.readers) == R
+
+
+def test_fingerprint_ignores_path_spelling_and_dtype(gpt2_dir, monkeypatch):
+    """A circuit or checkpoint is tied to the weights, not to how the directory was named or the load dtype."""
+    a = adapter_for(load_hf_model(gpt2_dir).model).model_id()
+    monkeypatch.chdir(gpt2_dir.parent)
+    b = adapter_for(load_hf_model(f"./{gpt2_dir.name}").model).model_id()
+    c = adapter_for(load_hf_model(gpt2_dir, dtype="bfloat16").model).model_id()
+    assert a.rsplit(":", 1)[1] == b.rsplit(":", 1)[1] == c.rsplit(":", 1)[1]
+    model, _ = load_hf_model(gpt2_dir)
+    with torch.no_grad():
+        model.transformer.h[0].mlp.c_fc.weight[0, 0] += 1.0
+    assert adapter_for(model).model_id() != a

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 pytest.importorskip("transformers")
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from edgeprune.errors import EdgePruneError  # noqa: E402
@@ -18,51 +17,22 @@ from pruning.tasks import TASK_NAMES, build_task, encode_examples  # noqa: E402
 from pruning.tasks import boolean_expressions as be  # noqa: E402
 from pruning.tasks import gendered_pronoun, greater_than, ioi, vocab  # noqa: E402
 from pruning.tasks.base import TaskExample  # noqa: E402
+from tests.hf_helpers import bpe_tokenizer, task_tokenizer  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------
 # local tokenizers
-
-_PRE = pre_tokenizers.Sequence([
-    pre_tokenizers.Split(Regex(r"\d\d"), "isolated"),  # "1743" -> "17" "43", like GPT-2's year tokens
-    pre_tokenizers.Punctuation("isolated"),
-    pre_tokenizers.Whitespace(),
-])
-
-
-def _word_level(texts: list[str]) -> PreTrainedTokenizerFast:
-    words = sorted({w for t in texts for w, _ in _PRE.pre_tokenize_str(t)})
-    table = {"[UNK]": 0, "[PAD]": 1, **{w: i + 2 for i, w in enumerate(words)}}
-    tok = Tokenizer(models.WordLevel(table, unk_token="[UNK]"))
-    tok.pre_tokenizer = _PRE
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
 
 
 @pytest.fixture(scope="module")
 def word_tok() -> PreTrainedTokenizerFast:
     """Word-level tokenizer over the template tasks' own vocabulary (every name is one token)."""
-    corpus = [
-        *ioi.TEMPLATES, *vocab.NAMES, *vocab.PLACES, *vocab.OBJECTS, *vocab.GT_NOUNS,
-        *greater_than.TEMPLATES, *gendered_pronoun.TEMPLATES, *greater_than.YEAR_CLASSES,
-        "he she True False not and or ( ) is", be.instruction_prompt("x")[0], be.few_shot_prompt("x")[0],
-        "1 2 3 4 5 6 7 8 9 + =",
-    ]
-    return _word_level(corpus)
+    return task_tokenizer()
 
 
 @pytest.fixture(scope="module")
 def bpe_tok() -> PreTrainedTokenizerFast:
     """Byte-level BPE trained on a few sentences, so rare words split into several tokens."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    sentences = [
-        "The cat sat on the mat.", "The dog ran to the park.", "1 + 2 = 3", "1 + 5 = 6",
-        "Mary gave a book to John.", "John gave a book to Mary.", "the the the cat cat dog",
-    ] * 20
-    trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  special_tokens=["<|endoftext|>"], show_progress=False)
-    tok.train_from_iterator(sentences, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+    return bpe_tokenizer()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -34,6 +34,11 @@ _DTYPES: dict[str, torch.dtype] = {
 }
 
 
+#: config keys that say how a model was loaded, not which model it is
+_NOT_FINGERPRINTED = frozenset({"_name_or_path", "dtype", "torch_dtype", "_attn_implementation_autoset",
+                                "attn_implementation", "_attn_implementation", "transformers_version"})
+
+
 class HFModel(NamedTuple):
     """A loaded model and its tokenizer (None when the directory has none and it was not required)."""
 
@@ -196,17 +201,19 @@ class HFAdapterBase(ModelAdapter):
         return key_mask.bool().clone()
 
     def model_id(self) -> str:
-        """Architecture, name, config and a sample of every weight: cheap even for 13B models.
+        """"name:hash" of the config and a sample of every weight: cheap even for 13B models.
 
         Hashing every byte of a large model takes minutes; the first and last 256 values
-        of each tensor plus the config tell two checkpoints apart in practice.
+        of each tensor plus the config tell two checkpoints apart in practice.  The hash
+        ignores where the model was loaded from and its dtype (samples are rounded to
+        bfloat16), so one model loaded as ``./m``, ``/abs/m`` or in bf16 has one hash.
         """
         h = hashlib.sha256()
-        cfg = self.model.config.to_dict()
+        cfg = {k: v for k, v in self.model.config.to_dict().items() if k not in _NOT_FINGERPRINTED}
         h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
         for name, p in sorted(self.model.named_parameters()):
             flat = p.detach().reshape(-1)
-            sample = torch.cat([flat[:256], flat[-256:]]).float().cpu().contiguous()
+            sample = torch.cat([flat[:256], flat[-256:]]).to(torch.bfloat16).float().cpu().contiguous()
             h.update(name.encode())
             h.update(sample.numpy().tobytes())
         name = getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
