@@ -332,12 +332,22 @@ def all_inputs(recipe: dict) -> list[list[Any]]:
     return [list(x) for k in range(1, n + 1) for x in itertools.product(vocab, repeat=k)]
 
 
+_REFS = ("a", "b", "k", "q", "src", "base")
+
+
+def recipe_size(recipe: dict) -> tuple[int, int, int]:
+    """What shrinking lowers: steps, then references to computed SOps, then constants (every candidate is smaller)."""
+    steps = recipe["steps"]
+    derived = sum(1 for s in steps for r in _REFS if isinstance(s.get(r), int) and s[r] >= 2)
+    return len(steps), derived, sum(s.get("c", 0) for s in steps)
+
+
 def shrink_candidates(recipe: dict) -> list[dict]:
-    """Smaller recipes to try when minimising a failure: drop one step (re-indexing later references), end the
-    program at an earlier step, or set a constant to 0."""
+    """Smaller recipes to try when minimising a failure: end the program at an earlier step, drop one step
+    (re-indexing later references), read tokens/indices instead of an earlier step, or set a constant to 0."""
     steps = recipe["steps"]
     out: list[dict] = []
-    refs = ("a", "b", "k", "q", "src", "base")
+    refs = _REFS
 
     def drop(i: int) -> Optional[list[dict]]:
         new = []
@@ -358,6 +368,12 @@ def shrink_candidates(recipe: dict) -> list[dict]:
         new = drop(i)
         if new is not None:
             out.append({**recipe, "steps": new})
+    for i, s in enumerate(steps):  # read tokens or indices instead of an earlier step (frees it to be dropped)
+        for r in refs:
+            if isinstance(s.get(r), int) and s[r] >= 2:
+                for base in (0, 1):
+                    out.append({**recipe, "steps": [dict(t, **{r: base}) if j == i else dict(t)
+                                                    for j, t in enumerate(steps)]})
     for i, s in enumerate(steps):
         if s.get("c", 0) != 0:
             out.append({**recipe, "steps": [dict(t, c=0) if j == i else dict(t) for j, t in enumerate(steps)]})
@@ -389,5 +405,5 @@ def minimize(recipe: dict, fails: Callable[[dict], bool], budget: int = 30) -> d
 
 __all__ = [
     "COMPARISONS", "Item", "MAX_SEQ_LEN", "NONTRIVIAL_COMPARISONS", "VOCAB", "all_inputs", "apply_step", "build",
-    "minimize", "programs", "random_program", "recipe_json", "shrink_candidates",
+    "minimize", "programs", "random_program", "recipe_json", "recipe_size", "shrink_candidates",
 ]

@@ -68,3 +68,62 @@ def test_reference_programs_recover_exactly_interchange(program, n_edges):
     res = recover(str(REFERENCE_DIR / program), "interchange", 0)
     assert res.comparison.exact, res.comparison.diff()
     assert len(res.comparison.truth) == n_edges
+
+
+def test_recover_model_matches_recover_on_a_registered_program():
+    """The in-memory path (generated programs) trains and compares exactly as the registry path does."""
+    from programs.registry import get_program
+    from pruning.recovery import recover, recover_model
+
+    spec = get_program("length")
+    by_name = recover("length", "zero", 0, steps=40)
+    in_memory = recover_model(spec.compile(), spec.enumerate_inputs(), "zero", 0, 40, name="length",
+                              pruning=spec.pruning)
+    assert in_memory.circuit == by_name.circuit and in_memory.truth == by_name.truth
+    assert in_memory.layers == by_name.layers == 1 and in_memory.graph_edges == by_name.graph_edges == 13
+    assert in_memory.to_dict()["graph_edges"] == 13
+
+
+def test_recover_programs_subset_json_in_registry_order(capsys):
+    code = main(["recover", "--programs", "hist,length", "--steps", "30", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert [r["program"] for r in out["programs"]] == ["length", "hist"]  # registry order, not argument order
+    assert out["total"] == 2 and out["jobs"] == 1
+    assert code == (0 if out["exact"] else 1) and out["exact"] == all(r["exact"] for r in out["programs"])
+    for r in out["programs"]:
+        assert r["layers"] == 1 and r["graph_edges"] == 13 and r["steps"] == 30
+        assert "circuit" not in r  # circuits go to the report, not the table
+
+
+def test_recover_all_parallel_report(tmp_path, capsys):
+    report = tmp_path / "report"
+    code = main(["recover", "--all", "--programs", "length,hist", "--jobs", "2", "--steps", "30",
+                 "--report", str(report)])
+    out = capsys.readouterr().out
+    assert out.index("\nlength ") < out.index("\nhist ")  # rows in registry order whatever finishes first
+    results = json.loads((report / "results.json").read_text())
+    assert [r["program"] for r in results["programs"]] == ["length", "hist"] and results["jobs"] == 2
+    assert code == (0 if results["passed"] == 2 else 1)
+    readme = (report / "README.md").read_text()
+    for r in results["programs"]:
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {r['program']} |"))
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert cells[1:5] == ["1", "13", str(r["truth_edges"]), str(r["edges"])]
+        assert (cells[5] == "exact") == r["exact"]
+        assert f"circuits/{r['program']}.png" in row and (report / "circuits" / f"{r['program']}.png").stat().st_size
+        if not r["exact"]:  # the diff and the ground truth's picture beside the recovered one
+            assert "not exact" in cells[5] and (report / "circuits" / f"{r['program']}.truth.png").is_file()
+        assert sorted(map(tuple, r["truth"])) == sorted(
+            map(tuple, json.loads((report / "circuits" / f"{r['program']}.truth.json").read_text())["edges"]))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["recover", "--programs", "nope"], "unknown program 'nope'"),
+    (["recover", "--programs", " , "], "--programs is empty"),
+    (["recover", "--all", "--jobs", "0"], "--jobs must be at least 1"),
+    (["recover", "reverse", "--report", "x"], "add --all"),
+    (["recover", "reverse", "--programs", "sort"], "not both"),
+])
+def test_recover_all_bad_flags(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

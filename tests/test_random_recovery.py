@@ -1,0 +1,207 @@
+"""Random-program recovery: generated RASP programs are compiled, pruned under zero ablation and compared
+edge for edge with their ground truth.
+
+``python -m pytest -m random_recovery -s`` (not in the default run) draws 200 distinct programs with
+hypothesis (derandomized, so every machine draws the same ones; at most 3 layers, vocab {0,1,2},
+max_seq_len 4, trained on all 120 inputs), prints the fraction recovered exactly and asserts at least 95%.
+Each failure is shrunk to a minimal program that still fails and recorded in
+``tests/data/random_recovery_corpus.json`` as a JSON recipe (``programs.random_programs.build`` rebuilds it);
+the default run replays that corpus. Environment: ``EDGEPRUNE_RANDOM_PROGRAMS`` (count, default 200),
+``EDGEPRUNE_JOBS`` (worker processes, default 1), ``EDGEPRUNE_MINIMISE`` (failures to shrink, default 10).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+
+from compiled.compiler import compile_program
+from edgeprune.errors import EdgePruneError
+from programs import rasp
+from programs.random_programs import (MAX_SEQ_LEN, NONTRIVIAL_COMPARISONS, VOCAB, all_inputs, build, minimize,
+                                      programs, random_program, recipe_json, recipe_size,
+                                      shrink_candidates)
+
+CORPUS = Path(__file__).parent / "data" / "random_recovery_corpus.json"
+N_PROGRAMS = int(os.environ.get("EDGEPRUNE_RANDOM_PROGRAMS", "200"))
+JOBS = int(os.environ.get("EDGEPRUNE_JOBS", "1"))
+N_MINIMISE = int(os.environ.get("EDGEPRUNE_MINIMISE", "10"))
+MAX_LAYERS = 3
+MIN_EXACT = 0.95
+# Programs whose ground truth is known to be exact: no numerical mean over a TRUE selector and no
+# attention reading a categorical Aggregate (the two gaps pinned in tests/test_compiler_properties.py).
+GENERATOR = dict(mean_comparisons=NONTRIVIAL_COMPARISONS, clean_keys=True)
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+def load_corpus() -> dict:
+    if not CORPUS.is_file():
+        return {"programs": []}
+    return json.loads(CORPUS.read_text())
+
+
+def save_corpus(corpus: dict) -> None:
+    CORPUS.parent.mkdir(parents=True, exist_ok=True)
+    CORPUS.write_text(json.dumps(corpus, indent=1) + "\n")
+
+
+def _corpus_params() -> list:
+    params = []
+    for i, entry in enumerate(load_corpus()["programs"]):
+        marks = ()
+        if entry.get("status") != "fixed":
+            marks = pytest.mark.xfail(strict=True, reason=(
+                f"open failure #{i} of the random-recovery corpus ({entry.get('note', 'not explained yet')}); "
+                "when it recovers exactly, set its status to \"fixed\" in tests/data/random_recovery_corpus.json"))
+        params.append(pytest.param(entry, id=f"corpus{i}", marks=marks))
+    return params
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def generate_recipes(n: int) -> list[dict]:
+    """The first ``n`` distinct programs of at most MAX_LAYERS layers that hypothesis draws (derandomized)."""
+    found: dict[str, dict] = {}
+
+    @settings(max_examples=4 * n, derandomize=True, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(item=programs(**GENERATOR))
+    def collect(item) -> None:
+        if len(found) >= n:
+            return
+        model = compile_program(item.sop, set(VOCAB), MAX_SEQ_LEN)
+        if model.config.n_layers <= MAX_LAYERS:
+            found.setdefault(recipe_json(item.recipe), item.recipe)
+
+    collect()
+    assert len(found) == n, f"hypothesis drew only {len(found)} distinct programs of <= {MAX_LAYERS} layers"
+    return list(found.values())
+
+
+def _fails(recipe: dict, ablation: str = "zero", seed: int = 0) -> bool:
+    from pruning.recovery import recover_recipe
+
+    try:
+        return not recover_recipe(recipe, ablation, seed).comparison.exact
+    except EdgePruneError:
+        return True
+
+
+def _ground_truth_check(recipe: dict) -> str:
+    """Whether the ground truth itself holds (sufficient, every edge necessary) on every input."""
+    from compiled.ground_truth import ground_truth
+    from verify.checker import check_ground_truth
+
+    item = build(recipe)
+    model = compile_program(item.sop, set(recipe["vocab"]), recipe["max_seq_len"])
+    return check_ground_truth(model, ground_truth(model, "zero"), "zero", inputs=all_inputs(recipe)).summary()
+
+
+# ----------------------------------------------------------------------------- the 200-program run
+
+
+@pytest.mark.random_recovery
+def test_random_programs_recover_exactly(capsys):
+    from pruning.recovery import recover_many
+
+    recipes = generate_recipes(N_PROGRAMS)
+    rows: list[dict] = [{}] * len(recipes)
+    jobs = [{"kind": "recipe", "recipe": r, "ablation": "zero", "seed": 0} for r in recipes]
+    for i, row in recover_many(jobs, JOBS):
+        rows[i] = row
+    failed = [(r, row) for r, row in zip(recipes, rows) if not row.get("exact")]
+    n_exact = len(recipes) - len(failed)
+    corpus = load_corpus()
+    known = {recipe_json(e["recipe"]) for e in corpus["programs"]}
+    lines = []
+    for recipe, row in failed[:N_MINIMISE]:
+        small = minimize(recipe, _fails)
+        key = recipe_json(small)
+        lines.append(f"  {recipe_json(recipe)}\n    -> minimal {key}")
+        if key in known:
+            continue
+        from pruning.recovery import recover_recipe
+
+        res = recover_recipe(small, "zero", 0)
+        corpus["programs"].append({
+            "recipe": small, "ablation": "zero", "seed": 0, "status": "open",
+            "missing": [list(e) for e in res.comparison.missing], "extra": [list(e) for e in res.comparison.extra],
+            "ground_truth_check": _ground_truth_check(small), "shrunk_from": recipe, "note": "",
+        })
+        known.add(key)
+    if failed:
+        save_corpus(corpus)
+    summary = (f"random-program recovery (zero ablation, seed 0): {n_exact}/{len(recipes)} exact "
+               f"({n_exact / len(recipes):.1%}); {len(failed)} failed")
+    with capsys.disabled():
+        print("\n" + summary)
+        for line in lines:
+            print(line)
+    assert n_exact / len(recipes) >= MIN_EXACT, summary + "; minimal failures are in " + str(CORPUS)
+
+
+# ----------------------------------------------------------------------------- default run: the corpus
+
+
+@pytest.mark.parametrize("entry", _corpus_params())
+def test_corpus_program_recovers(entry):
+    """A program that once failed recovers exactly now (open entries are strict xfails: a fix is noticed)."""
+    from pruning.recovery import recover_recipe
+
+    res = recover_recipe(entry["recipe"], entry.get("ablation", "zero"), entry.get("seed", 0))
+    assert res.comparison.exact, res.comparison.diff()
+
+
+def test_corpus_entries_rebuild_as_small_programs():
+    for entry in load_corpus()["programs"]:
+        item = build(entry["recipe"])
+        model = compile_program(item.sop, set(entry["recipe"]["vocab"]), entry["recipe"]["max_seq_len"])
+        assert model.config.n_layers <= MAX_LAYERS
+        assert entry["status"] in ("open", "fixed") and entry["ablation"] in ("zero", "interchange")
+
+
+# ----------------------------------------------------------------------------- default run: the machinery
+
+
+def test_recipes_rebuild_the_same_program():
+    rng = random.Random(7)
+    for _ in range(30):
+        item = random_program(rng, **GENERATOR)
+        again = build(json.loads(recipe_json(item.recipe)))
+        assert recipe_json(again.recipe) == recipe_json(item.recipe)
+        for x in all_inputs(item.recipe)[::7]:
+            assert rasp.evaluate(again.sop, x) == rasp.evaluate(item.sop, x)
+
+
+@pytest.mark.parametrize("recipe,message", [
+    ({"steps": [{"op": "nope"}]}, "unknown op"),
+    ({"steps": [{"op": "cat_map", "a": 5, "f": "lt", "c": 1}]}, "must index an earlier SOp"),
+    ({"steps": [{"op": "cat_to_num", "a": 0, "f": "ge", "c": 1}, {"op": "cat_map", "a": 2, "f": "lt"}]},
+     "must be categorical"),
+    ({"steps": "x"}, "'steps' list"),
+])
+def test_bad_recipes_are_clear_errors(recipe, message):
+    with pytest.raises(EdgePruneError, match=message):
+        build(recipe)
+
+
+def test_shrinking_finds_the_minimal_failing_program():
+    recipe = {"vocab": VOCAB, "max_seq_len": MAX_SEQ_LEN, "steps": [
+        {"op": "cat_map", "a": 0, "f": "add_mod", "c": 1},
+        {"op": "selector_width", "k": 2, "q": 1, "cmp": "LT", "numerical": False},
+        {"op": "cat_map", "a": 3, "f": "min", "c": 2},
+    ]}
+    for cand in shrink_candidates(recipe):
+        build(cand)
+        assert recipe_size(cand) < recipe_size(recipe)
+    has_width = lambda r: any(s["op"] == "selector_width" for s in r["steps"])  # noqa: E731
+    small = minimize(recipe, has_width)
+    assert [s["op"] for s in small["steps"]] == ["selector_width"] and small["steps"][0]["k"] in (0, 1)
