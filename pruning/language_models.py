@@ -18,7 +18,8 @@ from typing import Any, Sequence
 import torch
 
 from edgeprune.errors import EdgePruneError
-from pruning.adapters.hf_loading import HFAdapterBase, adapter_for, load_hf_model
+from pruning.adapter import ModelAdapter
+from pruning.adapters.hf_loading import adapter_for, load_hf_model
 from pruning.disentangled import DisentangledForward, ablated_states
 from pruning.hard_concrete import MaskParameters
 from pruning.metrics import METRICS, TASK_METRICS
@@ -56,7 +57,7 @@ class LoadedModel:
     source: str
     model: Any
     tokenizer: Any
-    adapter: HFAdapterBase
+    adapter: ModelAdapter  # an HF adapter, or its FSDP wrapper (pruning.distributed)
 
 
 def load_model(source: str | Path, dtype: str = "float32", device: str = "cpu",
@@ -126,7 +127,7 @@ def cut_at_sparsity(masks: MaskParameters, sparsity: float, model: str = "", met
     return Circuit(edges=edges, model=model, meta=dict(meta or {}))
 
 
-def circuit_edge_mask(adapter: HFAdapterBase, circuit: Circuit, allow_other_model: bool = False) -> torch.Tensor:
+def circuit_edge_mask(adapter: ModelAdapter, circuit: Circuit, allow_other_model: bool = False) -> torch.Tensor:
     """Dense (W, R) 0/1 mask of ``circuit`` on ``adapter``'s graph; refuses circuits of another model."""
     g = adapter.graph
     total = circuit.meta.get("n_edges_total")
@@ -151,8 +152,14 @@ def circuit_edge_mask(adapter: HFAdapterBase, circuit: Circuit, allow_other_mode
     return mask
 
 
+def engine_forward(adapter: ModelAdapter) -> Any:
+    """The masked forward of ``adapter``: its own when it has one (FSDP runs it inside the root unit)."""
+    make = getattr(adapter, "engine_forward", None)
+    return make() if make is not None else DisentangledForward(adapter)
+
+
 @torch.no_grad()
-def evaluate_circuit(adapter: HFAdapterBase, batch: TaskBatch, circuit: Circuit | None, task: str,
+def evaluate_circuit(adapter: ModelAdapter, batch: TaskBatch, circuit: Circuit | None, task: str,
                      ablation: str = "interchange", batch_size: int = 32,
                      allow_other_model: bool = False) -> dict[str, float]:
     """The paper's metrics of ``task`` for the circuit (None: the full model) against the full model.
@@ -161,7 +168,7 @@ def evaluate_circuit(adapter: HFAdapterBase, batch: TaskBatch, circuit: Circuit 
     Kendall row, dropped), so the result does not depend on ``batch_size``.
     """
     names = TASK_METRICS[task]
-    fwd = DisentangledForward(adapter)
+    fwd = engine_forward(adapter)
     mask = None if circuit is None else circuit_edge_mask(adapter, circuit, allow_other_model)
     values: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     for mb in batch.minibatches(batch_size):

@@ -43,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate of the log-alphas (default 0.8)")
     p.add_argument("--lambda-lr", type=float, default=None, help="learning rate of the lambdas (default 0.8)")
     p.add_argument("--eval-batch-size", type=int, default=None)
+    p.add_argument("--per-example-masks", action="store_true",
+                   help="one mask sample per example instead of one per batch (less gradient noise)")
     p.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute each block in the backward pass instead of storing its activations")
     p.add_argument("--out", default=None, help="run directory: checkpoints, metrics.jsonl, circuit.json, metrics.json")
@@ -101,7 +103,7 @@ def run_prune(args: argparse.Namespace) -> int:
     target = DEFAULT_TARGET_SPARSITY if args.target_sparsity is None else args.target_sparsity
     config = lm_config(target, args.edge_target, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        lambda_lr=args.lambda_lr, ablation=args.ablation, seed=args.seed,
-                       checkpoint_every=args.checkpoint_every)
+                       checkpoint_every=args.checkpoint_every, per_example_masks=args.per_example_masks or None)
     sizes = parse_sizes(args.examples)
     if _distributed_requested(args):
         from pruning.distributed import prune_distributed
