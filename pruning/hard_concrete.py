@@ -43,6 +43,29 @@ def sample_gates(log_alpha: torch.Tensor, cfg: HardConcreteConfig = DEFAULT, gen
     return (s * (cfg.right - cfg.left) + cfg.left).clamp(0.0, 1.0)
 
 
+def gate_score(log_alpha: torch.Tensor, z: torch.Tensor, cfg: HardConcreteConfig = DEFAULT) -> torch.Tensor:
+    """d log q(z; log_alpha) / d log_alpha for sampled gates ``z`` (the score-function term).
+
+    Why: a compiled block is a step function of its input scale, so the loss is
+    flat in z except at a cliff and the pathwise (reparameterised) gradient rarely
+    sees what cutting an edge costs; the score function does, from which samples
+    had the gate off.  Three cases of the clamped, stretched concrete: z = 0 has
+    probability Q0 = sigmoid(c0 - a) (score -(1 - Q0)), z = 1 has probability
+    sigmoid(a - c1) (score sigmoid(c1 - a)), and in between the underlying
+    logistic noise u gives score 2u - 1; c0, c1 = beta * logit of the stretch
+    points of 0 and 1.
+    """
+    a = log_alpha.detach()
+    z = z.detach()
+    span = cfg.right - cfg.left
+    c0 = cfg.beta * math.log(-cfg.left / cfg.right)
+    c1 = cfg.beta * math.log((1 - cfg.left) / (cfg.right - 1))
+    s = ((z - cfg.left) / span).clamp(1e-6, 1 - 1e-6)
+    u = torch.sigmoid(cfg.beta * torch.logit(s) - a)
+    middle = 2 * u - 1
+    return torch.where(z <= 0, -torch.sigmoid(a - c0), torch.where(z >= 1, torch.sigmoid(c1 - a), middle))
+
+
 def prob_nonzero(log_alpha: torch.Tensor, cfg: HardConcreteConfig = DEFAULT) -> torch.Tensor:
     """P(z > 0) in closed form: 1 - Q(0) with Q the stretched concrete CDF."""
     return torch.sigmoid(log_alpha - cfg.beta * math.log(-cfg.left / cfg.right))

@@ -36,7 +36,11 @@ def default_loss(output_kind: str) -> str:
 
 def faithfulness_loss(kind: str, full: torch.Tensor, circuit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``full``/``circuit``: logits (B, T, V) or values (B, T); ``mask`` (B, T) scored positions."""
-    B = full.shape[0]
+    return faithfulness_per_example(kind, full, circuit, mask).sum() / full.shape[0]
+
+
+def faithfulness_per_example(kind: str, full: torch.Tensor, circuit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) loss of each example (summed over its scored positions); their mean is the batch loss."""
     maskf = mask.to(circuit.dtype)
     if kind == "kl":
         if full.dim() != 3:
@@ -44,7 +48,7 @@ def faithfulness_loss(kind: str, full: torch.Tensor, circuit: torch.Tensor, mask
         lp_full = torch.log_softmax(full, -1)
         lp_circ = torch.log_softmax(circuit, -1)
         kl = (lp_full.exp() * (lp_full - lp_circ)).sum(-1)
-        return (kl * maskf).sum() / B
+        return (kl * maskf).sum(-1)
     if kind == "seq_kl":
         if full.dim() != 2:
             raise EdgePruneError("the 'seq_kl' loss needs numerical outputs (B, T)")
@@ -54,10 +58,10 @@ def faithfulness_loss(kind: str, full: torch.Tensor, circuit: torch.Tensor, mask
         lp_full = torch.log_softmax(full.masked_fill(~seq, neg), -1)
         lp_circ = torch.log_softmax(circuit.masked_fill(~seq, neg), -1)
         kl = lp_full.exp() * (lp_full - lp_circ)
-        return kl.masked_fill(~seq, 0.0).sum() / B
+        return kl.masked_fill(~seq, 0.0).sum(-1)
     if kind == "mse":  # squared error at the scored positions
         diff = (full - circuit) if full.dim() == 2 else (full - circuit).pow(2).sum(-1).sqrt()
-        return (diff.pow(2) * maskf).sum() / B
+        return (diff.pow(2) * maskf).sum(-1)
     raise EdgePruneError(f"unknown loss {kind!r}; use one of {', '.join(LOSSES)}")
 
 

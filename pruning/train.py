@@ -26,7 +26,7 @@ from edgeprune.errors import EdgePruneError
 from pruning import objective as obj
 from pruning.adapter import ModelAdapter
 from pruning.disentangled import ABLATIONS, DisentangledForward, ablated_states
-from pruning.hard_concrete import MaskParameters
+from pruning.hard_concrete import MaskParameters, gate_score
 from pruning.threshold import extract_circuit
 from verify.circuit import Circuit
 
@@ -58,6 +58,7 @@ class PruneConfig:
     loss_scale: float = 1.0  # multiplies the faithfulness loss (balances it against the Lagrangian)
     normalize_loss: bool = False  # divide the faithfulness loss by its value for the empty circuit
     per_example_masks: bool = False  # one mask sample per example instead of one per batch (less gradient noise)
+    score_weight: float = 0.0  # weight of the score-function (REINFORCE) faithfulness gradient; needs per_example_masks
     seed: int = 0
     checkpoint_every: int = 0  # steps; 0 = only at the end when a run directory is given
     log_every: int = 10
@@ -68,6 +69,9 @@ class PruneConfig:
             raise EdgePruneError(f"unknown ablation {self.ablation!r}; use one of {', '.join(ABLATIONS)}")
         if self.loss is not None and self.loss not in obj.LOSSES:
             raise EdgePruneError(f"unknown loss {self.loss!r}; use one of {', '.join(obj.LOSSES)}")
+        if self.score_weight and not self.per_example_masks:
+            raise EdgePruneError("score_weight needs per_example_masks (the score term correlates each example's loss "
+                                 "with its own mask sample); set per_example_masks=True or score_weight=0")
         if self.steps < 1 or self.batch_size < 1:
             raise EdgePruneError("steps and batch_size must be at least 1")
 
@@ -202,7 +206,8 @@ class Pruner:
         if local is not None and c.per_example_masks:
             edge_z, node_z = edge_z[local], node_z[local]
         out = self.forward.output(ids, self.masks.dense(edge_z), node_z, ablated, km)
-        faith = obj.faithfulness_loss(self.loss_kind, self.full_out[idx], out, self.loss_mask[idx])
+        per_example = obj.faithfulness_per_example(self.loss_kind, self.full_out[idx], out, self.loss_mask[idx])
+        faith = per_example.mean()
         warm = int(c.target_warmup * c.steps)
         t_edge = obj.target_at(self.step, c.edge_target, warm)
         s_edge = obj.sparsity(sampled[0])
@@ -211,6 +216,8 @@ class Pruner:
         if c.node_target is not None:
             reg = reg + obj.lagrangian(obj.target_at(self.step, c.node_target, warm), s_node, *self.node_lambdas)
         loss = c.loss_scale / self.loss_unit * faith + reg
+        if c.score_weight:
+            loss = loss + c.score_weight * c.loss_scale / self.loss_unit * self._score_surrogate(per_example, edge_z, node_z)
         obj.check_finite(loss.detach(), self.step)
         factor = obj.lr_factor(self.step, c.steps, int(c.lr_warmup * c.steps))
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
@@ -227,6 +234,20 @@ class Pruner:
         return {"step": self.step, "loss": float(loss.detach()), "faithfulness": float(faith.detach()), "regularizer": float(reg.detach()),
                 "edge_sparsity": float(s_edge.detach()), "edge_target": t_edge, "node_sparsity": float(s_node.detach()),
                 "lambda1": float(self.edge_lambdas[0].detach()), "lambda2": float(self.edge_lambdas[1].detach()), "lr_factor": factor}
+
+    def _score_surrogate(self, per_example: torch.Tensor, edge_z: torch.Tensor, node_z: torch.Tensor) -> torch.Tensor:
+        """A term whose gradient is the score-function estimate of d E[loss] / d log_alpha.
+
+        Each example's loss (minus the batch mean, a baseline) weights the score of its own
+        mask sample; edges that are always on or always off contribute ~0, so the estimate is
+        sharp exactly for the undecided edges, where compiled blocks' step-like losses leave
+        the pathwise gradient blind.  Its value is 0; only its gradient matters.
+        """
+        adv = (per_example - per_example.mean()).detach().unsqueeze(1)  # (B, 1)
+        g_edge = (adv * gate_score(self.masks.edge_log_alpha, edge_z)).mean(0)
+        g_node = (adv * gate_score(self.masks.node_log_alpha, node_z)).mean(0)
+        la_e, la_n = self.masks.edge_log_alpha, self.masks.node_log_alpha
+        return (la_e * g_edge).sum() + (la_n * g_node).sum() - (la_e.detach() * g_edge).sum() - (la_n.detach() * g_node).sum()
 
     # ----- circuit --------------------------------------------------------
     def circuit(self) -> Circuit:

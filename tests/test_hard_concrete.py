@@ -67,3 +67,28 @@ def test_deterministic_mask_zeroes_expected_number():
     det = deterministic_gates(la)
     assert int((det == 0).sum()) == 2
     assert torch.allclose(det[2:], soft_mask(la[2:]))
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.floats(-3.0, 4.0), st.floats(0.2, 0.9))
+def test_score_function_matches_the_derivative_of_the_expectation(log_alpha, cliff):
+    """E[L(z) * score(z)] = d E[L(z)] / d log_alpha, also for a step function L (a compiled block's cliff)."""
+    from pruning.hard_concrete import gate_score
+
+    def loss(z):
+        return (z > cliff).float() + 0.5 * z
+
+    def expectation(a, seed):
+        z = sample_gates(torch.full((400_000,), a), generator=torch.Generator().manual_seed(seed))
+        return float(loss(z).mean())
+
+    h = 0.05
+    finite_difference = (expectation(log_alpha + h, 1) - expectation(log_alpha - h, 1)) / (2 * h)
+    z = sample_gates(torch.full((400_000,), log_alpha), generator=torch.Generator().manual_seed(2))
+    estimate = float((loss(z) * gate_score(torch.full_like(z, log_alpha), z)).mean())
+    assert abs(estimate - finite_difference) < 0.02 + 0.05 * abs(finite_difference)
+    # the pathwise gradient cannot see the step: it only sees the 0.5 * z slope
+    la = torch.full((400_000,), log_alpha, requires_grad=True)
+    loss(sample_gates(la, generator=torch.Generator().manual_seed(2))).mean().backward()
+    if finite_difference > 0.1:
+        assert float(la.grad.sum()) < finite_difference - 0.05

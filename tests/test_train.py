@@ -115,3 +115,15 @@ def test_threshold_bisection_keeps_the_rounded_mean_count():
     assert int(binarize(torch.tensor([0.9, 0.8, 0.1, 0.05]), sparsity=0.75).sum()) == 1
     t = bisect_threshold(torch.tensor([0.2, 0.4, 0.6, 0.8]), 2)
     assert 0.4 <= t < 0.6
+
+
+def test_score_term_needs_per_example_masks_and_leaves_the_loss_value_alone():
+    with pytest.raises(EdgePruneError, match="per_example_masks"):
+        PruneConfig(score_weight=0.1)
+    model = random_model(seed=3)
+    data = build_data(model, [[model.metadata.vocab[0]] * 3, [model.metadata.vocab[-1]] * 3], None, 0)
+    values = []
+    for weight in (0.0, 1.0):
+        cfg = PruneConfig(steps=1, batch_size=2, per_example_masks=True, score_weight=weight)
+        values.append(Pruner(CompiledAdapter(model), data, cfg).train_step()["loss"])
+    assert values[0] == pytest.approx(values[1])
