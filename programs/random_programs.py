@@ -245,7 +245,8 @@ def recipe_json(recipe: dict) -> str:
 
 
 def _generate(choose: Callable[[Sequence[Any]], Any], mean_comparisons: Sequence[rasp.Comparison],
-              clean_keys: bool, max_ops: int, vocab: Sequence[Any], max_seq_len: int) -> Item:
+              clean_keys: bool, max_ops: int, vocab: Sequence[Any], max_seq_len: int,
+              skip_constant: bool = False) -> Item:
     """Draw a recipe step by step with ``choose`` (one value from a sequence) and build it."""
     pool = initial_pool(vocab, max_seq_len)
     steps: list[dict] = []
@@ -295,7 +296,7 @@ def _generate(choose: Callable[[Sequence[Any]], Any], mean_comparisons: Sequence
             step = {"op": kind, "base": choose(key_cats), "c": c, "k": choose(key_cats), "q": choose(key_cats),
                     "cmp": choose([x.name for x in mean_comparisons])}
         new = apply_step(pool, step, max_seq_len)
-        if new is None:
+        if new is None or (skip_constant and len(new.values) < 2):
             continue
         pool.append(new)
         steps.append(step)
@@ -303,27 +304,30 @@ def _generate(choose: Callable[[Sequence[Any]], Any], mean_comparisons: Sequence
 
 
 def programs(mean_comparisons: Sequence[rasp.Comparison] = tuple(COMPARISONS), clean_keys: bool = False,
-             max_ops: int = MAX_OPS, vocab: Sequence[Any] = tuple(VOCAB), max_seq_len: int = MAX_SEQ_LEN):
+             max_ops: int = MAX_OPS, vocab: Sequence[Any] = tuple(VOCAB), max_seq_len: int = MAX_SEQ_LEN,
+             skip_constant: bool = False):
     """Hypothesis strategy of random programs (``Item`` with ``.recipe``).
 
     ``clean_keys``: no attention reads a categorical Aggregate or anything computed from one.
+    ``skip_constant``: no step whose value set has one value (e.g. ``min(indices, 0)``): its circuit is
+    degenerate (nothing upstream matters), which recovery checks have no use for.
     """
     from hypothesis import strategies as st
 
     @st.composite
     def strategy(draw) -> Item:
         return _generate(lambda xs: draw(st.sampled_from(list(xs))), tuple(mean_comparisons), clean_keys, max_ops,
-                         list(vocab), max_seq_len)
+                         list(vocab), max_seq_len, skip_constant)
 
     return strategy()
 
 
 def random_program(rng, mean_comparisons: Sequence[rasp.Comparison] = tuple(COMPARISONS), clean_keys: bool = False,
                    max_ops: int = MAX_OPS, vocab: Sequence[Any] = tuple(VOCAB),
-                   max_seq_len: int = MAX_SEQ_LEN) -> Item:
+                   max_seq_len: int = MAX_SEQ_LEN, skip_constant: bool = False) -> Item:
     """One program drawn with a ``random.Random`` (no hypothesis needed: scripts, benchmarks)."""
     return _generate(lambda xs: rng.choice(list(xs)), tuple(mean_comparisons), clean_keys, max_ops, list(vocab),
-                     max_seq_len)
+                     max_seq_len, skip_constant)
 
 
 def all_inputs(recipe: dict) -> list[list[Any]]:
