@@ -4,8 +4,9 @@ A pruning step here = corrupted activations (no grad) + masked disentangled forw
 + backward to the (W, R) edge mask and (W,) node mask, the work the engine does per
 step (the optimizer update on 33k mask entries is negligible and left out).  The
 plain step = the unmasked ``transformers`` model forward + backward to its weights.
-Peak memory: ``resource.getrusage`` max RSS (whole process, so the larger of the two
-parts dominates; the masked step runs first) and the torch CUDA peak on a GPU.
+Peak memory: on CPU, how far the process's peak RSS (``resource.getrusage``) rises during
+the first (warm-up) step of each kind above the RSS before it, plus the process peak; on a
+GPU, torch's CUDA peak.  The masked step runs first, so its growth is not hidden by the plain one's.
 
     python benchmarks/bench_gpt2_step.py [--batch 8 --seq 64 --steps 3 --device cpu]
 """
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--dtype", default="float32", help="model weights: float32 or bfloat16 (masks stay float32)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -57,7 +59,9 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = GPT2Config(n_layer=args.layers, n_head=args.heads, n_embd=args.d_model, n_positions=max(1024, args.seq),
                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     cfg._attn_implementation = "eager"
-    model = GPT2LMHeadModel(cfg).to(args.device).eval()
+    from pruning.adapters.hf_loading import resolve_dtype
+
+    model = GPT2LMHeadModel(cfg).to(args.device, dtype=resolve_dtype(args.dtype)).eval()
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq), generator=gen).to(args.device)
     corrupted = torch.randint(0, cfg.vocab_size, (args.batch, args.seq), generator=gen).to(args.device)
@@ -80,13 +84,17 @@ def main(argv: list[str] | None = None) -> dict:
         assert edge_logits.grad is not None
 
     def plain_step() -> None:
-        logits = model(ids).logits
+        logits = model(ids).logits.float()
         loss = torch.nn.functional.kl_div(logits.log_softmax(-1), target, log_target=True, reduction="batchmean")
         model.zero_grad(set_to_none=True)
         loss.backward()
 
+    growth: dict[str, float] = {}
+
     def timed(fn) -> float:
+        before = _rss_mib()
         fn()  # warm-up
+        growth[fn.__name__] = _rss_mib() - before
         _sync(args.device)
         t0 = time.perf_counter()
         for _ in range(args.steps):
@@ -110,9 +118,11 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "device": args.device, "threads": torch.get_num_threads(), "batch": args.batch, "seq": args.seq,
         "layers": args.layers, "heads": args.heads, "d_model": args.d_model, "edges": g.n_edges,
-        "gradient_checkpointing": args.gradient_checkpointing,
+        "gradient_checkpointing": args.gradient_checkpointing, "dtype": args.dtype,
         "masked_step_s": round(masked_s, 4), "plain_step_s": round(plain_s, 4),
         "ratio": round(masked_s / plain_s, 2),
+        "masked_step_peak_growth_mib": round(growth["pruning_step"], 1),
+        "plain_step_peak_growth_mib": round(growth["plain_step"], 1),
         "peak_rss_mib_after_masked": round(rss_after_masked, 1), "peak_rss_mib_end": round(_rss_mib(), 1),
     }
     if cuda:

@@ -7,6 +7,7 @@ the ablated writers, computed once per batch; the second is ONE matrix product
 per reader group (a layer's q/k/v readers together, its MLP, ``out``) between the
 stacked writer deltas (n_writers_so_far, B*T*D) and that group's mask columns.
 Node masks scale a writer's delta, so the effective edge mask is ``z_wr * z_w``.
+The deltas live in one preallocated buffer written in place (``_WriterBuffer``).
 """
 
 from __future__ import annotations
@@ -23,10 +24,19 @@ ABLATIONS = ("zero", "interchange")
 
 @dataclass
 class AblatedStates:
-    """Writer outputs of the plain model on the corrupted input, and their prefix sums."""
+    """Writer outputs of the plain model on the corrupted input, and the prefix sums the forward reads."""
 
     states: torch.Tensor  # (W, B, T, D)
-    prefix: torch.Tensor  # (W + 1, B, T, D); prefix[k] = sum of states[:k]
+    prefix: dict[int, torch.Tensor]  # k -> sum of states[:k] (B, T, D), for k at each reader group's boundary
+
+
+def prefix_points(adapter: ModelAdapter) -> list[int]:
+    """Writer counts at which some reader group starts: before each layer's heads, before its MLP, all."""
+    g = adapter.graph
+    points = []
+    for layer in range(g.n_layers):
+        points += [g.n_writers_before_layer(layer), g.n_writers_before_mlp(layer)]
+    return points + [len(g.writers)]
 
 
 @torch.no_grad()
@@ -45,20 +55,110 @@ def ablated_states(adapter: ModelAdapter, ablation: str, ids: torch.Tensor, corr
             "each corruption must have the same length as its clean input"
         )
     states = adapter.writer_outputs(corrupted_ids, key_mask)
-    prefix = torch.cat([torch.zeros_like(states[:1]), states.cumsum(0)])
+    # only the 2L+1 prefix sums the forward reads, not all W+1: a running sum, (2L+1) x (B, T, D) kept
+    prefix: dict[int, torch.Tensor] = {}
+    running = torch.zeros_like(states[0])
+    done = 0
+    for k in prefix_points(adapter):
+        if k > done:
+            running = running + states[done:k].sum(0)
+            done = k
+        prefix[k] = running
     return AblatedStates(states, prefix)
 
 
-def _mix(delta: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """Shared mask: delta (n, B, T, D) x cols (n, r) -> (r, B, T, D), one matrix product.
+class _WriterBuffer:
+    """Every writer's delta ``z_w (y_w - y~_w)`` in ONE preallocated tensor, written in place.
 
-    Per-example masks: delta (B, n, T, D) x cols (B, n, r) -> (B, r, T, D), one batched product.
+    Why: concatenating the growing writer stack at every reader group copies it again each
+    time and keeps every copy alive for the backward pass (quadratic in the depth).  Here each
+    block is written once; ``_Mix`` reads the first ``n`` writers (slices written later never
+    change them), and gradients for the writers accumulate into one buffer that each
+    ``_Write`` hands back to its block.  Autograd's order is kept by tokens: every mix takes the
+    token of every block it reads, so a block's gradient is complete before its ``_Write``
+    backward runs.
+
+    Layout: writer-major (W, B, T, D) for a mask shared by the batch: one GEMM per reader group,
+    and its (r, B, T, D) output is head-major, the order the per-head projections read.  With
+    per-example masks, batch-major (B, W, T, D): one batched GEMM per reader group.
     """
-    if cols.dim() == 2:
-        n = delta.shape[0]
-        return (cols.transpose(0, 1) @ delta.reshape(n, -1)).reshape(cols.shape[1], *delta.shape[1:])
-    B, n = delta.shape[0], delta.shape[1]
-    return torch.bmm(cols.transpose(1, 2), delta.reshape(B, n, -1)).reshape(B, cols.shape[2], *delta.shape[2:])
+
+    def __init__(self, like: torch.Tensor, n_writers: int, per_example: bool):
+        B, _, T, D = like.shape
+        self.per_example = per_example
+        self.shape = (B, T, D)
+        self.data = like.new_empty((B, n_writers, T, D) if per_example else (n_writers, B, T, D))
+        self.grad: torch.Tensor | None = None
+        self.tokens: list[torch.Tensor] = []
+
+    def rows(self, t: torch.Tensor, a: int, b: int) -> torch.Tensor:
+        """Writers a..b of a buffer-shaped tensor, flattened to (n, B*T*D) or (B, n, T*D)."""
+        B, T, D = self.shape
+        if self.per_example:
+            return t[:, a:b].reshape(B, b - a, T * D)
+        return t[a:b].view(b - a, B * T * D)
+
+    def write(self, start: int, block: torch.Tensor) -> None:
+        """``block`` (B, k, T, D) becomes writers start..start+k."""
+        self.tokens.append(_Write.apply(block, self, start))
+
+    def mix(self, n: int, cols: torch.Tensor) -> torch.Tensor:
+        """(B, r, T, D) reader inputs from the first ``n`` writers; ``cols`` (n, r) shared or (B, n, r)."""
+        return _Mix.apply(cols, self, n, *self.tokens)
+
+
+class _Write(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, block: torch.Tensor, buf: _WriterBuffer, start: int) -> torch.Tensor:
+        k = block.shape[1]
+        if buf.per_example:
+            buf.data[:, start:start + k].copy_(block)
+        else:
+            buf.data[start:start + k].copy_(block.transpose(0, 1))
+        ctx.buf, ctx.start, ctx.k = buf, start, k
+        return block.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, _token_grad: torch.Tensor):
+        buf, a, b = ctx.buf, ctx.start, ctx.start + ctx.k
+        if buf.grad is None or not ctx.needs_input_grad[0]:
+            return None, None, None
+        return (buf.grad[:, a:b] if buf.per_example else buf.grad[a:b].transpose(0, 1)), None, None
+
+
+class _Mix(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, cols: torch.Tensor, buf: _WriterBuffer, n: int, *tokens: torch.Tensor) -> torch.Tensor:
+        B, T, D = buf.shape
+        delta = buf.rows(buf.data, 0, n)
+        ctx.save_for_backward(cols)
+        ctx.buf, ctx.n = buf, n
+        if buf.per_example:
+            return torch.bmm(cols.transpose(1, 2), delta).view(B, -1, T, D)
+        return (cols.t() @ delta).view(-1, B, T, D).transpose(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        (cols,) = ctx.saved_tensors
+        buf, n = ctx.buf, ctx.n
+        B, T, D = buf.shape
+        delta = buf.rows(buf.data, 0, n)
+        if buf.per_example:
+            g = grad_out.reshape(B, -1, T * D)
+            grad_cols = torch.bmm(delta, g.transpose(1, 2)) if ctx.needs_input_grad[0] else None
+        else:
+            g = grad_out.transpose(0, 1).reshape(-1, B * T * D)  # (r, B*T*D)
+            grad_cols = delta @ g.t() if ctx.needs_input_grad[0] else None
+        if any(ctx.needs_input_grad[3:]):
+            if buf.grad is None:
+                buf.grad = torch.zeros_like(buf.data)
+            acc = buf.rows(buf.grad, 0, n)
+            if buf.per_example:
+                acc.baddbmm_(cols, g)
+            else:
+                acc.addmm_(cols, g)
+        zero = grad_out.new_zeros(())
+        return (grad_cols, None, None, *([zero] * (len(ctx.needs_input_grad) - 3)))
 
 
 class DisentangledForward:
@@ -85,45 +185,34 @@ class DisentangledForward:
         g, ad = self.graph, self.adapter
         H, KV = g.n_heads, g.kv_heads
         W = len(g.writers)
-        per_example = edge_mask.dim() == 3
-        # writer axis: 0 with a shared mask, 1 (after the batch) with per-example masks
-        ax = 1 if per_example else 0
         if node_mask is None:
             node_mask = edge_mask.new_ones(W)
-        if node_mask.dim() == 1:
-            nz = node_mask[:, None, None, None] if not per_example else node_mask[None, :, None, None]
-        else:
-            nz = node_mask[:, :, None, None] if per_example else node_mask.T[:, :, None, None]
-
-        def writers(t: torch.Tensor) -> torch.Tensor:  # (k, B, T, D) in the working layout
-            return t.transpose(0, 1) if per_example else t
-
-        def nz_slice(a: int, b: int) -> torch.Tensor:
-            return nz[:, a:b] if per_example else nz[a:b]
-
+        # node gates broadcast over the writer axis of (B, k, T, D) blocks
+        nz = node_mask[None, :, None, None] if node_mask.dim() == 1 else node_mask[:, :, None, None]
         states = ablated.states if ablated is not None else None
-        emb = torch.stack(ad.embed(ids))
+
+        emb = torch.stack(ad.embed(ids), 1)  # (B, n_emb, T, D)
         if states is not None:
-            emb = emb - states[: self.n_emb]
-        delta = writers(emb) * nz_slice(0, self.n_emb)
+            emb = emb - states[: self.n_emb].transpose(0, 1)
+        buf = _WriterBuffer(emb, W, per_example=edge_mask.dim() == 3)
+        buf.write(0, emb * nz[:, : self.n_emb])
         for layer, (n_in, q0, m) in enumerate(self.layers):
-            x = _mix(delta, edge_mask[..., :n_in, q0:m])  # (B, r, T, D) or (r, B, T, D)
-            if not per_example:
-                x = x.transpose(0, 1)
+            x = buf.mix(n_in, edge_mask[..., :n_in, q0:m])  # (B, H + 2 KV, T, D)
             if ablated is not None:
                 x = x + ablated.prefix[n_in].unsqueeze(1)
-            heads = ad.attention(layer, x[:, :H], x[:, H:H + KV], x[:, H + KV:], key_mask)  # (B, H, T, D)
+            xq, xk, xv = torch.split(x, [H, KV, KV], dim=1)
+            heads = ad.attention(layer, xq, xk, xv, key_mask)  # (B, H, T, D)
             if states is not None:
                 heads = heads - states[n_in:n_in + H].transpose(0, 1)
-            delta = torch.cat([delta, (heads if per_example else heads.transpose(0, 1)) * nz_slice(n_in, n_in + H)], ax)
-            xm = _mix(delta, edge_mask[..., :n_in + H, m:m + 1]).select(ax, 0)
+            buf.write(n_in, heads * nz[:, n_in:n_in + H])
+            xm = buf.mix(n_in + H, edge_mask[..., :n_in + H, m:m + 1]).select(1, 0)
             if ablated is not None:
                 xm = xm + ablated.prefix[n_in + H]
             y = ad.mlp(layer, xm)
             if states is not None:
                 y = y - states[n_in + H]
-            delta = torch.cat([delta, y.unsqueeze(ax) * nz_slice(n_in + H, n_in + H + 1)], ax)
-        x = _mix(delta, edge_mask[..., :, self.out_index:self.out_index + 1]).select(ax, 0)
+            buf.write(n_in + H, y.unsqueeze(1) * nz[:, n_in + H:n_in + H + 1])
+        x = buf.mix(W, edge_mask[..., :, self.out_index:self.out_index + 1]).select(1, 0)
         if ablated is not None:
             x = x + ablated.prefix[W]
         return x
