@@ -216,3 +216,17 @@ def test_draw_refuses_unknown_format(tmp_path, capsys):
     Circuit(edges=[("tok", "out")]).save(tmp_path / "c.json")
     assert main(["draw", str(tmp_path / "c.json"), "-o", str(tmp_path / "c.jpg")]) == 2
     assert "'.jpg'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["gpt2", "llama"])
+def test_bfloat16_model_with_float32_masks(model, model_dirs, tmp_path, capsys):
+    """``--dtype bfloat16``: blocks run in bf16, the mixed stream and the log-alphas stay float32."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "bf16"
+    assert _prune(model_dirs[model], "ioi-t1", out, 0.9, "--dtype", "bfloat16", "--gradient-checkpointing") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert abs(metrics["sparsity"] - 0.9) <= 0.02
+    assert metrics["full_model"]["kl"] == pytest.approx(0.0, abs=1e-6)
+    alphas = load_file(str(out / "checkpoint.safetensors"))["edge_log_alpha"]
+    assert alphas.dtype == torch.float32 and (alphas - 10).abs().max() > 0.05  # trained, in float32
