@@ -192,6 +192,8 @@ class DisentangledForward:
         states = ablated.states if ablated is not None else None
 
         emb = torch.stack(ad.embed(ids), 1)  # (B, n_emb, T, D)
+        # masks may live on another device than the model (e.g. on the CPU with the optimizer); .to keeps gradients
+        edge_mask, nz = edge_mask.to(emb.device), nz.to(emb.device)
         if states is not None:
             emb = emb - states[: self.n_emb].transpose(0, 1)
         buf = _WriterBuffer(emb, W, per_example=edge_mask.dim() == 3)

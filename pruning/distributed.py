@@ -60,6 +60,8 @@ def init_distributed(backend: str | None = None, device: str = "cpu") -> tuple[i
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
         os.environ.setdefault("RANK", "0")
         os.environ.setdefault("WORLD_SIZE", "1")
+    if str(device).startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
     backend = backend or ("nccl" if str(device).startswith("cuda") else "gloo")
     dist.init_process_group(backend=backend)
     return dist.get_rank(), dist.get_world_size()
@@ -138,6 +140,7 @@ class FSDPAdapter(ModelAdapter):
 
         self.base = base
         self.graph = base.graph
+        self.device = base.device
         self.output_kind = base.output_kind
         self._model_id = base.model_id()  # before sharding: it samples every weight
         attention, mlp = [], []

@@ -92,10 +92,15 @@ def load_task(task: str | Path, tokenizer: Any, sizes: int | Sequence[int] | Non
     return build_task(task, tokenizer, n=sizes, seed=seed)
 
 
-def prune_data(batch: TaskBatch) -> PruneData:
-    """Training tensors of a task split; the loss reads only the positions predicting the answer."""
+def prune_data(batch: TaskBatch, device: torch.device | str = "cpu") -> PruneData:
+    """Training tensors of a task split; the loss reads only the positions predicting the answer.
+
+    The loss mask goes to the model's device (the objective multiplies it with the model's
+    outputs); ids stay on the CPU, the adapters move each batch.
+    """
     key_mask = None if bool(batch.attention_mask.all()) else batch.attention_mask
-    return PruneData(ids=batch.clean_ids, key_mask=key_mask, corrupted=batch.corrupted_ids, loss_mask=batch.loss_mask)
+    return PruneData(ids=batch.clean_ids, key_mask=key_mask, corrupted=batch.corrupted_ids,
+                     loss_mask=batch.loss_mask.to(device))
 
 
 def lm_config(target_sparsity: float = DEFAULT_TARGET_SPARSITY, edge_target: float | None = None,
@@ -233,7 +238,7 @@ def prune_language_model(loaded: LoadedModel, task: str | Path, config: PruneCon
     """
     t0 = time.perf_counter()
     dataset = load_task(task, loaded.tokenizer, sizes, seed)
-    data = prune_data(dataset.batch("train"))
+    data = prune_data(dataset.batch("train"), getattr(loaded.adapter, "device", "cpu"))
     pruner = Pruner(loaded.adapter, data, config)
     if pruner_hook is not None:
         pruner_hook(pruner)
