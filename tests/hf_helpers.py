@@ -66,7 +66,8 @@ def tiny_gpt2(vocab_size: int, n_positions: int = 160, seed: int = 0, n_layer: i
 
     torch.manual_seed(seed)
     cfg = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
-                     n_inner=2 * n_embd, bos_token_id=1, eos_token_id=1, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=0.3)
+                     n_inner=2 * n_embd, bos_token_id=1, eos_token_id=1, resid_pdrop=0.0, embd_pdrop=0.0,
+                     attn_pdrop=0.0, initializer_range=0.3)
     return GPT2LMHeadModel(cfg)
 
 

@@ -39,7 +39,8 @@ def reference_forward(ad, ids, edge_mask, node_mask, ablation, corr):
 
     for layer in range(g.n_layers):
         n_in = g.n_writers_before_layer(layer)
-        q = torch.stack([read(n_in, g.reader_index[r]) for r in g.readers if r.startswith(f"a{layer}.") and r.endswith(".q")], 1)
+        q_readers = [r for r in g.readers if r.startswith(f"a{layer}.") and r.endswith(".q")]
+        q = torch.stack([read(n_in, g.reader_index[r]) for r in q_readers], 1)
         k = torch.stack([read(n_in, g.reader_index[r]) for r in g.kv_reader_names(layer, "k")], 1)
         v = torch.stack([read(n_in, g.reader_index[r]) for r in g.kv_reader_names(layer, "v")], 1)
         heads = ad.attention(layer, q, k, v)

@@ -47,7 +47,8 @@ def _assert_same_masks(a: Path, b: Path) -> None:
     assert (ma["edge_log_alpha"] - 10).abs().max() > 0.05  # training moved the masks off their init
     for k in ma:
         assert (ma[k] - mb[k]).abs().max() <= TOL, k
-    assert json.loads((a / "circuit.json").read_text())["edges"] == json.loads((b / "circuit.json").read_text())["edges"]
+    edges = [json.loads((d / "circuit.json").read_text())["edges"] for d in (a, b)]
+    assert edges[0] == edges[1]
 
 
 def test_batch_slices_cover_the_global_batch():
@@ -62,7 +63,8 @@ def test_fsdp_in_one_process_matches_plain_run(model, extra, model_dirs, tmp_pat
     """The FSDP wrapping (block units, root unit, tied GPT-2 embeddings) changes nothing numerically."""
     plain, sharded = tmp_path / "plain", tmp_path / "fsdp"
     assert main(["prune", "--model", str(model_dirs[model]), *ARGS, "--out", str(plain)]) == 0
-    assert main(["prune", "--model", str(model_dirs[model]), *ARGS, "--out", str(sharded), "--distributed", *extra]) == 0
+    assert main(["prune", "--model", str(model_dirs[model]), *ARGS, "--out", str(sharded), "--distributed",
+                 *extra]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert json.loads(lines[0])["circuit"] == pytest.approx(json.loads(lines[-1])["circuit"], rel=1e-4, abs=1e-5)
     _assert_same_masks(plain, sharded)

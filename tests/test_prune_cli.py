@@ -143,7 +143,8 @@ def test_interrupted_run_resumes_to_the_same_circuit(model_dirs, tmp_path, capsy
     assert json.loads((cut / "checkpoint.json").read_text())["step"] == 6
     assert not (cut / "circuit.json").exists()
     assert _prune(model_dirs["gpt2"], "ioi-t1", cut, 0.9, "--checkpoint-every", "4", "--resume") == 0
-    assert json.loads((cut / "circuit.json").read_text())["edges"] == json.loads((whole / "circuit.json").read_text())["edges"]
+    edges = [json.loads((d / "circuit.json").read_text())["edges"] for d in (cut, whole)]
+    assert edges[0] == edges[1]
     assert main(["prune", "--model", str(model_dirs["gpt2"]), "--task", "ioi-t1", "--resume"]) == 2
     assert "--resume needs --out" in capsys.readouterr().err
 
@@ -189,7 +190,8 @@ def test_bad_task_inputs(model_dirs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "bad.jsonl:1" in err and "no <predict>" in err and "mark the answer" in err
     uneven = tmp_path / "uneven.jsonl"
-    uneven.write_text(json.dumps({"clean": "1 + 2 = <predict>3</predict>", "corrupted": "1 + 2 + 2 = <predict>5</predict>"}) + "\n")
+    row = {"clean": "1 + 2 = <predict>3</predict>", "corrupted": "1 + 2 + 2 = <predict>5</predict>"}
+    uneven.write_text(json.dumps(row) + "\n")
     assert _prune(model_dirs["llama"], str(uneven), tmp_path / "o2", 0.9) == 2
     err = capsys.readouterr().err
     assert "uneven.jsonl:1" in err and "same number of tokens" in err

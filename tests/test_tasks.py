@@ -214,7 +214,8 @@ def test_custom_jsonl(tmp_path: Path, bpe_tok) -> None:
         assert bpe_tok.decode(b.clean_ids[0, : pos[0] + 1].tolist()).strip() == ex.clean_prompt.strip()
         assert b.clean_ids[0, : len(full)].tolist() == full
     # Without split fields, train lines are reused for validation/test (the reference's custom setup).
-    plain = _write(tmp_path, [{"clean": "1 + 2 = <predict>3</predict>", "corrupted": "1 + 5 = <predict>6</predict>"}], "p.jsonl")
+    row = {"clean": "1 + 2 = <predict>3</predict>", "corrupted": "1 + 5 = <predict>6</predict>"}
+    plain = _write(tmp_path, [row], "p.jsonl")
     ds2 = build_task(plain, bpe_tok)
     assert ds2.validation == ds2.train and ds2.notes
 

@@ -81,7 +81,8 @@ def _print_metrics(doc: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(doc, sort_keys=True))
         return
-    print(f"{doc['model']} on {doc['task']} ({doc['split']} split, {doc['examples']} examples, {doc['ablation']} ablation)")
+    print(f"{doc['model']} on {doc['task']} ({doc['split']} split, {doc['examples']} examples, "
+          f"{doc['ablation']} ablation)")
     print(f"edges: {doc['edges']} of {doc['edges_total']} (sparsity {doc['sparsity']:.4f})")
     width = max(len(k) for k in doc["circuit"])
     print(f"{'metric':<{width}}  {'circuit':>10}  {'full model':>10}")
@@ -94,7 +95,8 @@ def _distributed_requested(args: argparse.Namespace) -> bool:
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    from pruning.language_models import DEFAULT_TARGET_SPARSITY, lm_config, load_model, parse_sizes, prune_language_model
+    from pruning.language_models import (DEFAULT_TARGET_SPARSITY, lm_config, load_model, parse_sizes,
+                                         prune_language_model)
 
     if args.resume and not args.out:
         raise EdgePruneError("--resume needs --out pointing at the interrupted run's directory")
