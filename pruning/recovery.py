@@ -195,6 +195,7 @@ def recover_many(jobs_: Sequence[dict], jobs: int = 1) -> Iterator[tuple[int, di
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     if jobs < 1:
         raise EdgePruneError(f"--jobs must be at least 1, got {jobs}")
@@ -212,6 +213,13 @@ def recover_many(jobs_: Sequence[dict], jobs: int = 1) -> Iterator[tuple[int, di
     try:
         futures = {pool.submit(_recover_job, dict(job)): i for i, job in enumerate(jobs_)}
         for fut in as_completed(futures):
-            yield futures[fut], fut.result()
+            i = futures[fut]
+            try:
+                row = fut.result()
+            except BrokenProcessPool:  # a worker was killed (e.g. out of memory): the pool cannot run the rest
+                row = {"program": jobs_[i].get("target") or "random_program", "exact": False,
+                       "error": "a worker process died (killed, e.g. out of memory) before this program finished; "
+                                "rerun it alone or with fewer --jobs"}
+            yield i, row
     finally:  # Ctrl-C or a consumer that stops early: drop queued programs instead of finishing them
         pool.shutdown(wait=True, cancel_futures=True)

@@ -100,10 +100,10 @@ def write_report(rows: Sequence[dict], directory: str | Path, meta: dict[str, An
             continue
         links = _draw(row, out, fmt) if draw else []
         pictures = " ".join(f"[{'truth' if '.truth.' in p else 'recovered'}]({p})" for p in links)
+        seconds = row.get("total_seconds", row.get("seconds", 0))
         lines.append(
             f"| {name} | {row.get('layers', '')} | {row.get('graph_edges', '')} | {row['truth_edges']} | "
-            f"{row['edges']} | {result_cell(row)} | {row['steps']} | {row.get('total_seconds', row.get('seconds', 0)):.1f} "
-            f"| {pictures} |"
+            f"{row['edges']} | {result_cell(row)} | {row['steps']} | {seconds:.1f} | {pictures} |"
         )
     (out / "README.md").write_text("\n".join(lines) + "\n")
     results = {**meta, "passed": passed, "total": len(rows), "programs": list(rows)}
