@@ -34,6 +34,7 @@ CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT_FORMAT = "edgeprune-prune-checkpoint/1"
+CUTS = ("mean", "faithful")
 
 
 @dataclass
@@ -63,12 +64,16 @@ class PruneConfig:
     checkpoint_every: int = 0  # steps; 0 = only at the end when a run directory is given
     log_every: int = 10
     edge_sparsity: float | None = None  # final circuit: None = kept count = rounded sum of the mask values
+    cut: str = "mean"  # "mean": the reference's kept count; "faithful": sparsest faithful prefix of the ranking
+    cut_tolerance: float = 1e-3  # "faithful" cut: loss allowed, as a fraction of the empty circuit's loss
 
     def __post_init__(self) -> None:
         if self.ablation not in ABLATIONS:
             raise EdgePruneError(f"unknown ablation {self.ablation!r}; use one of {', '.join(ABLATIONS)}")
         if self.loss is not None and self.loss not in obj.LOSSES:
             raise EdgePruneError(f"unknown loss {self.loss!r}; use one of {', '.join(obj.LOSSES)}")
+        if self.cut not in CUTS:
+            raise EdgePruneError(f"unknown cut {self.cut!r}; use one of {', '.join(CUTS)}")
         if self.score_weight and not self.per_example_masks:
             raise EdgePruneError("score_weight needs per_example_masks (the score term correlates each example's loss "
                                  "with its own mask sample); set per_example_masks=True or score_weight=0")
@@ -254,7 +259,60 @@ class Pruner:
         c = self.cfg
         meta = {"method": "edge-pruning", "ablation": c.ablation, "seed": c.seed, "steps": self.step,
                 "loss": self.loss_kind, "n_edges_total": self.adapter.graph.n_edges}
+        if c.cut == "faithful" and c.edge_sparsity is None:
+            keep, rel = self._faithful_keep()
+            meta["cut"] = {"rule": "faithful", "tolerance": c.cut_tolerance, "relative_loss": rel}
+            edges = [e for e, k in zip(self.masks.graph.edges, keep.tolist()) if k]
+            return Circuit(edges=edges, model=self.adapter.graph.model, meta=meta)
         return extract_circuit(self.masks, c.edge_sparsity, model=self.adapter.graph.model, meta=meta)
+
+    @torch.no_grad()
+    def binary_loss(self, keep: torch.Tensor, chunk: int = 512) -> float:
+        """Faithfulness loss of the binary circuit ``keep`` (flat bool over the mask's edges) on all the data."""
+        dense = self.masks.dense(keep.to(self.masks.edge_log_alpha.dtype))
+        total, n = 0.0, len(self.data)
+        for a in range(0, n, chunk):
+            sl = slice(a, min(n, a + chunk))
+            ids = self.data.ids[sl]
+            km = None if self.data.key_mask is None else self.data.key_mask[sl]
+            corr = None if self.data.corrupted is None else self.data.corrupted[sl]
+            ablated = ablated_states(self.adapter, self.cfg.ablation, ids, corr, km)
+            out = self.forward.output(ids, dense, None, ablated, km)
+            total += float(obj.faithfulness_per_example(self.loss_kind, self.full_out[sl], out, self.loss_mask[sl]).sum())
+        return total / n
+
+    def _faithful_keep(self) -> tuple[torch.Tensor, float]:
+        """The smallest top-k of the learned ranking (log-alpha) whose binary circuit is faithful.
+
+        Why: the reference keeps as many edges as the mean mask value says, which keeps
+        edges that training had not yet pushed off; the ranking training learned is the
+        information, and on compiled programs the cut where the binary circuit stops
+        changing the outputs is the natural one.  Bisection on k assumes the loss falls
+        as k grows (edges enter in rank order); writers whose node gate is 0 rank last.
+        Returns the keep mask and its loss relative to the empty circuit's.
+        """
+        _, node_soft = self.masks.deterministic()
+        score = self.masks.edge_log_alpha.detach().clone()
+        score[~(node_soft.detach() > 0)[self.masks.edge_writer]] = float("-inf")
+        order = torch.argsort(score, descending=True)
+        n = len(order)
+
+        def keep_top(k: int) -> torch.Tensor:
+            keep = torch.zeros(n, dtype=torch.bool)
+            keep[order[:k]] = True
+            return keep
+
+        empty = self.binary_loss(keep_top(0))
+        limit = self.cfg.cut_tolerance * max(empty, 1e-12)
+        lo, hi = 0, n  # loss(hi) assumed <= limit (the full model: loss 0); find the smallest such k
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.binary_loss(keep_top(mid)) <= limit:
+                hi = mid
+            else:
+                lo = mid + 1
+        keep = keep_top(hi)
+        return keep, self.binary_loss(keep) / max(empty, 1e-12)
 
     # ----- checkpoints ----------------------------------------------------
     def save_checkpoint(self, run_dir: Path) -> None:

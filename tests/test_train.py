@@ -127,3 +127,33 @@ def test_score_term_needs_per_example_masks_and_leaves_the_loss_value_alone():
         cfg = PruneConfig(steps=1, batch_size=2, per_example_masks=True, score_weight=weight)
         values.append(Pruner(CompiledAdapter(model), data, cfg).train_step()["loss"])
     assert values[0] == pytest.approx(values[1])
+
+
+def test_faithful_cut_drops_ranked_edges_the_mean_cut_keeps(reference_dir):
+    """Truth edges ranked first, a few idle edges still near 1: the mean rule keeps them, the faithful cut not."""
+    from compiled.ground_truth import ground_truth
+    from compiled.tracr_import import load_reference_dir, load_reference_samples
+    from verify.compare import compare
+
+    model = load_reference_dir(reference_dir / "reverse")[0]
+    inputs = [s["input"] for s in load_reference_samples(reference_dir / "reverse")]
+    data = build_data(model, inputs, None, seed=0)
+    truth = ground_truth(model, "zero")
+    circuits = {}
+    for cut in ("mean", "faithful"):
+        pruner = Pruner(CompiledAdapter(model), data, PruneConfig(cut=cut))
+        with torch.no_grad():
+            la = pruner.masks.edge_log_alpha
+            la.fill_(-10.0)
+            edges = pruner.adapter.graph.edges
+            for i, e in enumerate(edges):
+                if e in truth.edge_set:
+                    la[i] = 9.0
+            idle = [i for i, e in enumerate(edges) if e not in truth.edge_set][:5]
+            la[idle] = 4.0
+        circuits[cut] = pruner.circuit()
+    assert compare(circuits["faithful"], truth).exact
+    assert circuits["faithful"].meta["cut"]["relative_loss"] <= 1e-3
+    assert not compare(circuits["mean"], truth).exact
+    with pytest.raises(EdgePruneError, match="unknown cut"):
+        PruneConfig(cut="median")
