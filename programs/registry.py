@@ -347,7 +347,6 @@ _SPECS: list[ProgramSpec] = [
         max_seq_len=5,
         output_encoding="categorical",
         construction="lib.make_reverse(rasp.tokens)",
-        pruning={"steps": 6000},  # the paper's Tracr setting for reverse
     ),
     ProgramSpec(
         name="xproportion",
@@ -357,7 +356,6 @@ _SPECS: list[ProgramSpec] = [
         max_seq_len=5,
         output_encoding="numerical",
         construction='lib.make_frac_prevs(rasp.tokens == "x")',
-        pruning={"steps": 720},  # the paper's Tracr setting for xproportion
     ),
     ProgramSpec(
         name="length",

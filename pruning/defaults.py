@@ -1,7 +1,6 @@
 """Pruning settings that recover compiled programs' circuits without tuning.
 
-Precedence (later wins): ``RECOVERY_DEFAULTS`` < ``PROGRAM_DEFAULTS[name]`` <
-the program's own ``ProgramSpec.pruning`` < explicit overrides (command line).
+Precedence (later wins): ``RECOVERY_DEFAULTS`` < the program's own ``ProgramSpec.pruning`` < explicit overrides (command line).
 Keys of ``ProgramSpec.pruning`` that are not ``PruneConfig`` fields are refused.
 
 Why these values (measured on the Tracr reference models reverse and
@@ -41,22 +40,12 @@ RECOVERY_DEFAULTS: dict = {
     "normalize_loss": True,
 }
 
-# Per-program departures from RECOVERY_DEFAULTS, until they live in ProgramSpec.pruning.
-PROGRAM_DEFAULTS: dict[str, dict] = {}
-
-# Values some registry entries carry that describe the paper's runs rather than settings for this
-# engine; they are ignored so a paper note cannot silently make a recovery 10x slower.
-PAPER_NOTES: dict[str, dict] = {"reverse": {"steps": 6000}, "xproportion": {"steps": 720}}
-
 
 def recovery_config(program: str | None = None, spec_pruning: dict | None = None, **overrides) -> PruneConfig:
     names = {f.name for f in fields(PruneConfig)}
     merged = dict(RECOVERY_DEFAULTS)
-    if program:
-        merged.update(PROGRAM_DEFAULTS.get(program, {}))
     if spec_pruning:
-        notes = PAPER_NOTES.get(program or "", {})
-        spec = {k: v for k, v in spec_pruning.items() if notes.get(k) != v}
+        spec = dict(spec_pruning)
         unknown = sorted(set(spec) - names)
         if unknown:
             raise EdgePruneError(
