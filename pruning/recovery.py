@@ -209,17 +209,26 @@ def recover_many(jobs_: Sequence[dict], jobs: int = 1) -> Iterator[tuple[int, di
         return
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(jobs_)), mp_context=ctx, initializer=_worker_init)
-    try:
-        futures = {pool.submit(_recover_job, dict(job)): i for i, job in enumerate(jobs_)}
-        for fut in as_completed(futures):
-            i = futures[fut]
-            try:
-                row = fut.result()
-            except BrokenProcessPool:  # a worker was killed (e.g. out of memory): the pool cannot run the rest
-                row = {"program": jobs_[i].get("target") or "random_program", "exact": False,
-                       "error": "a worker process died (killed, e.g. out of memory) before this program finished; "
-                                "rerun it alone or with fewer --jobs"}
-            yield i, row
-    finally:  # Ctrl-C or a consumer that stops early: drop queued programs instead of finishing them
-        pool.shutdown(wait=True, cancel_futures=True)
+    pending = list(range(len(jobs_)))
+    for attempt in range(2):  # a killed worker breaks the whole pool: its unfinished programs get one fresh pool
+        broken: list[int] = []
+        pool = ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=ctx, initializer=_worker_init)
+        try:
+            futures = {pool.submit(_recover_job, dict(jobs_[i])): i for i in pending}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    row = fut.result()
+                except BrokenProcessPool:
+                    if attempt == 0:
+                        broken.append(i)
+                        continue
+                    row = {"program": jobs_[i].get("target") or "random_program", "exact": False,
+                           "error": "a worker process died (killed, e.g. out of memory) before this program "
+                                    "finished, twice; rerun it alone or with fewer --jobs"}
+                yield i, row
+        finally:  # Ctrl-C or a consumer that stops early: drop queued programs instead of finishing them
+            pool.shutdown(wait=True, cancel_futures=True)
+        if not broken:
+            return
+        pending = sorted(broken)

@@ -139,6 +139,9 @@ def test_random_programs_recover_exactly(capsys):
     jobs = [{"kind": "recipe", "recipe": r, "ablation": "zero", "seed": 0} for r in recipes]
     for i, row in recover_many(jobs, JOBS):
         rows[i] = row
+    errors = [(r, row) for r, row in zip(recipes, rows) if "error" in row]
+    assert not errors, (f"{len(errors)} of {len(recipes)} programs did not run (not a recovery result), e.g. "
+                        f"{errors[0][1]['error']}: {recipe_json(errors[0][0])}")
     failed = [(r, row) for r, row in zip(recipes, rows) if not row.get("exact")]
     n_exact = len(recipes) - len(failed)
     corpus = load_corpus()
