@@ -34,7 +34,7 @@ CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT_FORMAT = "edgeprune-prune-checkpoint/1"
-CUTS = ("mean", "faithful")
+CUTS = ("mean", "faithful", "minimal")
 
 
 @dataclass
@@ -64,7 +64,8 @@ class PruneConfig:
     checkpoint_every: int = 0  # steps; 0 = only at the end when a run directory is given
     log_every: int = 10
     edge_sparsity: float | None = None  # final circuit: None = kept count = rounded sum of the mask values
-    cut: str = "mean"  # "mean": the reference's kept count; "faithful": sparsest faithful prefix of the ranking
+    cut: str = "mean"  # "mean": the reference's kept count; "faithful": sparsest faithful prefix of the ranking;
+    # "minimal": that prefix, then each kept edge (lowest-ranked first) dropped if the circuit stays faithful
     cut_tolerance: float = 1e-3  # "faithful" cut: loss allowed, as a fraction of the empty circuit's loss
 
     def __post_init__(self) -> None:
@@ -259,9 +260,9 @@ class Pruner:
         c = self.cfg
         meta = {"method": "edge-pruning", "ablation": c.ablation, "seed": c.seed, "steps": self.step,
                 "loss": self.loss_kind, "n_edges_total": self.adapter.graph.n_edges}
-        if c.cut == "faithful" and c.edge_sparsity is None:
-            keep, rel = self._faithful_keep()
-            meta["cut"] = {"rule": "faithful", "tolerance": c.cut_tolerance, "relative_loss": rel}
+        if c.cut in ("faithful", "minimal") and c.edge_sparsity is None:
+            keep, rel = self._faithful_keep(minimal=c.cut == "minimal")
+            meta["cut"] = {"rule": c.cut, "tolerance": c.cut_tolerance, "relative_loss": rel}
             edges = [e for e, k in zip(self.masks.graph.edges, keep.tolist()) if k]
             return Circuit(edges=edges, model=self.adapter.graph.model, meta=meta)
         return extract_circuit(self.masks, c.edge_sparsity, model=self.adapter.graph.model, meta=meta)
@@ -281,7 +282,7 @@ class Pruner:
             total += float(obj.faithfulness_per_example(self.loss_kind, self.full_out[sl], out, self.loss_mask[sl]).sum())
         return total / n
 
-    def _faithful_keep(self) -> tuple[torch.Tensor, float]:
+    def _faithful_keep(self, minimal: bool = False) -> tuple[torch.Tensor, float]:
         """The smallest top-k of the learned ranking (log-alpha) whose binary circuit is faithful.
 
         Why: the reference keeps as many edges as the mean mask value says, which keeps
@@ -289,6 +290,9 @@ class Pruner:
         information, and on compiled programs the cut where the binary circuit stops
         changing the outputs is the natural one.  Bisection on k assumes the loss falls
         as k grows (edges enter in rank order); writers whose node gate is 0 rank last.
+        With ``minimal``, each kept edge is then tried out, lowest-ranked first, and left out
+        when the circuit stays faithful without it: an edge ranked above a needed one is kept
+        by the prefix even when nothing needs it.
         Returns the keep mask and its loss relative to the empty circuit's.
         """
         _, node_soft = self.masks.deterministic()
@@ -312,6 +316,11 @@ class Pruner:
             else:
                 lo = mid + 1
         keep = keep_top(hi)
+        if minimal:
+            for i in reversed(order[:hi].tolist()):
+                keep[i] = False
+                if self.binary_loss(keep) > limit:
+                    keep[i] = True
         return keep, self.binary_loss(keep) / max(empty, 1e-12)
 
     # ----- checkpoints ----------------------------------------------------
