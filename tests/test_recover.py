@@ -70,6 +70,17 @@ def test_reference_programs_recover_exactly_interchange(program, n_edges):
     assert len(res.comparison.truth) == n_edges
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("ablation", ["zero", "interchange"])
+@pytest.mark.parametrize("program", ["hist", "length", "pair_balance", "sort_unique"])
+def test_other_imported_tracr_models_recover_their_ground_truth(program, ablation):
+    """recover MODEL_DIR on the rest of the Tracr reference models (interchange: same-length corruptions)."""
+    from pruning.recovery import recover
+
+    res = recover(str(REFERENCE_DIR / program), ablation, 0)
+    assert res.comparison.exact, res.comparison.diff()
+
+
 def test_recover_model_matches_recover_on_a_registered_program():
     """The in-memory path (generated programs) trains and compares exactly as the registry path does."""
     from programs.registry import get_program
