@@ -25,6 +25,9 @@ class ModelAdapter(ABC):
     graph: ComputationalGraph
     #: "categorical" (a distribution over an output space) or "numerical" (one value per position)
     output_kind: str = "categorical"
+    #: True when ``attention`` takes one (B, T, D) input for every head, so the plain forward
+    #: passes the residual as is; False: it takes per-head (B, H, T, D) / (B, KV, T, D) inputs
+    shared_head_input: bool = False
 
     @property
     def n_heads(self) -> int:
@@ -63,14 +66,17 @@ class ModelAdapter(ABC):
     def writer_outputs(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Every writer's output (W, B, T, D) in the plain model (no masks): the corrupted activations.
 
-        Override with the family's own fast forward when it has one.
+        With ``shared_head_input`` every head reads the residual itself (no per-head copies).
         """
         outs = list(self.embed(ids))
         x = torch.stack(outs).sum(0)
         H, KV = self.graph.n_heads, self.graph.kv_heads
         for layer in range(self.n_layers):
-            heads = self.attention(layer, x.unsqueeze(1).expand(-1, H, -1, -1), x.unsqueeze(1).expand(-1, KV, -1, -1),
-                                   x.unsqueeze(1).expand(-1, KV, -1, -1), key_mask)
+            if self.shared_head_input:
+                heads = self.attention(layer, x, x, x, key_mask)
+            else:
+                heads = self.attention(layer, x.unsqueeze(1).expand(-1, H, -1, -1), x.unsqueeze(1).expand(-1, KV, -1, -1),
+                                       x.unsqueeze(1).expand(-1, KV, -1, -1), key_mask)
             outs.extend(heads.unbind(1))
             x = x + heads.sum(1)
             m = self.mlp(layer, x)

@@ -135,6 +135,8 @@ class FSDPAdapter(ModelAdapter):
     run inside the root unit's forward so the embedding and unembedding weights are gathered.
     """
 
+    shared_head_input = True  # the wrapped adapter is a transformers one
+
     def __init__(self, base: HFAdapterBase, mesh: Any = None, reshard_after_forward: bool = True):
         from torch.distributed.fsdp import fully_shard
 
@@ -194,11 +196,11 @@ class FSDPAdapter(ModelAdapter):
 
     @torch.no_grad()
     def writer_outputs(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.rooted(lambda: HFAdapterBase.writer_outputs(self, ids, key_mask))
+        return self.rooted(lambda: ModelAdapter.writer_outputs(self, ids, key_mask))
 
     @torch.no_grad()
     def full_output(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.rooted(lambda: self.readout(HFAdapterBase.writer_outputs(self, ids, key_mask).sum(0)))
+        return self.rooted(lambda: self.readout(ModelAdapter.writer_outputs(self, ids, key_mask).sum(0)))
 
     def engine_forward(self) -> "RootedForward":
         return RootedForward(self)

@@ -25,6 +25,8 @@ class CompiledAdapter(ModelAdapter):
     ground truth (ACDC's xproportion circuit) counts it.
     """
 
+    shared_head_input = True  # CompiledTransformer.attention reads one residual for every head
+
     def __init__(self, model: CompiledTransformer):
         self.model = model
         c = model.config
@@ -50,20 +52,6 @@ class CompiledAdapter(ModelAdapter):
             mask &= self.full_output(ids, key_mask).max(-1).values > 0.5
             mask[:, 0] = False
         return mask
-
-    @torch.no_grad()
-    def writer_outputs(self, ids, key_mask=None):
-        tok, pos = self.model.embed(ids)
-        outs = [tok, pos]
-        x = tok + pos
-        for layer in range(self.model.config.n_layers):
-            heads = self.model.attention(layer, x, x, x, key_mask)
-            outs.extend(heads.unbind(1))
-            x = x + heads.sum(1)
-            m = self.model.mlp(layer, x)
-            outs.append(m)
-            x = x + m
-        return torch.stack(outs)
 
     def model_id(self) -> str:
         """Name plus a hash of the weights: a checkpoint only resumes on the very same model."""

@@ -135,6 +135,8 @@ class HFAdapterBase(ModelAdapter):
     The model is set to eval mode: dropout would make clean and masked runs differ.
     """
 
+    shared_head_input = True  # the blocks read one (B, T, D) input for every head
+
     def __init__(self, model: Any, stream_dtype: torch.dtype | str = torch.float32,
                  gradient_checkpointing: bool = False, freeze: bool = True):
         self.model = model
@@ -218,17 +220,3 @@ class HFAdapterBase(ModelAdapter):
             h.update(sample.numpy().tobytes())
         name = getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
         return f"{name}:{h.hexdigest()[:16]}"
-
-    @torch.no_grad()
-    def writer_outputs(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Plain forward that feeds one shared (B, T, D) input to every head (no per-head copies)."""
-        outs = list(self.embed(ids))
-        x = torch.stack(outs).sum(0)
-        for layer in range(self.n_layers):
-            heads = self.attention(layer, x, x, x, key_mask)
-            outs.extend(heads.unbind(1))
-            x = x + heads.sum(1)
-            m = self.mlp(layer, x)
-            outs.append(m)
-            x = x + m
-        return torch.stack(outs)
