@@ -178,14 +178,7 @@ class Pruner:
         (a one-hot Tracr output vs a numerical one under a softmax across positions);
         dividing by it makes ``loss_scale`` and the Lagrangian settings transfer between programs.
         """
-        n = min(len(self.data), max_examples)
-        ids = self.data.ids[:n]
-        km = None if self.data.key_mask is None else self.data.key_mask[:n]
-        corr = None if self.data.corrupted is None else self.data.corrupted[:n]
-        ablated = ablated_states(self.adapter, self.cfg.ablation, ids, corr, km)
-        zeros = torch.zeros(len(self.adapter.graph.writers), len(self.adapter.graph.readers))
-        out = self.forward.output(ids, zeros, None, ablated, km)
-        value = float(obj.faithfulness_loss(self.loss_kind, self.full_out[:n], out, self.loss_mask[:n]))
+        value = self.binary_loss(torch.zeros(self.masks.edge_log_alpha.numel(), dtype=torch.bool), limit=max_examples)
         return value if value > 1e-6 else 1.0
 
     # ----- one step -------------------------------------------------------
@@ -268,10 +261,12 @@ class Pruner:
         return extract_circuit(self.masks, c.edge_sparsity, model=self.adapter.graph.model, meta=meta)
 
     @torch.no_grad()
-    def binary_loss(self, keep: torch.Tensor, chunk: int = 512) -> float:
-        """Faithfulness loss of the binary circuit ``keep`` (flat bool over the mask's edges) on all the data."""
+    def binary_loss(self, keep: torch.Tensor, chunk: int = 512, limit: int | None = None) -> float:
+        """Faithfulness loss of the binary circuit ``keep`` (flat bool over the mask's edges) on the data
+        (its first ``limit`` examples when given)."""
         dense = self.masks.dense(keep.to(self.masks.edge_log_alpha.dtype))
-        total, n = 0.0, len(self.data)
+        n = len(self.data) if limit is None else min(len(self.data), limit)
+        parts = []
         for a in range(0, n, chunk):
             sl = slice(a, min(n, a + chunk))
             ids = self.data.ids[sl]
@@ -279,8 +274,8 @@ class Pruner:
             corr = None if self.data.corrupted is None else self.data.corrupted[sl]
             ablated = ablated_states(self.adapter, self.cfg.ablation, ids, corr, km)
             out = self.forward.output(ids, dense, None, ablated, km)
-            total += float(obj.faithfulness_per_example(self.loss_kind, self.full_out[sl], out, self.loss_mask[sl]).sum())
-        return total / n
+            parts.append(obj.faithfulness_per_example(self.loss_kind, self.full_out[sl], out, self.loss_mask[sl]))
+        return float(torch.cat(parts).sum() / n)
 
     def _faithful_keep(self, minimal: bool = False) -> tuple[torch.Tensor, float]:
         """The smallest top-k of the learned ranking (log-alpha) whose binary circuit is faithful.
