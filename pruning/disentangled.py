@@ -163,21 +163,52 @@ class _Mix(torch.autograd.Function):
         return (grad_cols, None, None, *([zero] * (len(ctx.needs_input_grad) - 3)))
 
 
-class DisentangledForward:
-    """The fast masked forward of any adapter; ``__call__`` returns the mixed input of ``out`` (B, T, D)."""
+@dataclass(frozen=True)
+class _LayerPlan:
+    """One layer's place in the graph (``n_in``, its readers ``q0..m``) and in the live-writer buffer."""
 
-    def __init__(self, adapter: ModelAdapter):
+    n_in: int  # writers before the layer's heads (graph order)
+    q0: int  # first reader of the layer (h0.q); its MLP reader is ``m``
+    m: int
+    live_in: int  # live writers before the layer's heads (buffer slots)
+    heads: tuple[int, ...]  # the layer's live heads
+    live_mlp: int  # live writers before its MLP
+    mlp: bool  # whether its MLP is live
+
+
+class DisentangledForward:
+    """The fast masked forward of any adapter; ``__call__`` returns the mixed input of ``out`` (B, T, D).
+
+    With ``live_writers`` (bool (W,)), only those writers are computed and mixed: a writer no
+    allowed edge reads (HAP's edges outside its kept subgraph, fixed at 0) changes no reader's
+    input, so its block is skipped (a layer's attention when none of its heads is live) and its
+    row is left out of every mix.  Exact as long as the edge masks are 0 on every edge out of
+    a dead writer; this is where HAP's smaller subgraph becomes cheaper steps.
+    """
+
+    def __init__(self, adapter: ModelAdapter, live_writers: torch.Tensor | None = None):
         self.adapter = adapter
         g = adapter.graph
         self.graph = g
         self.n_emb = len(g.embeddings)
+        W, H = len(g.writers), g.n_heads
+        live = torch.ones(W, dtype=torch.bool) if live_writers is None else live_writers.bool().cpu()
+        if tuple(live.shape) != (W,):
+            raise EdgePruneError(f"live_writers has shape {tuple(live.shape)}; give one flag per writer ({W})")
+        self.sparse = not bool(live.all())
+        self.live_idx = live.nonzero().squeeze(1)
+        before = [0] + torch.cumsum(live.long(), 0).tolist()  # before[k]: live writers among the first k
+        self.n_live = before[W]
+        self.live_emb = [i for i in range(self.n_emb) if live[i]]
         self.layers = []
         for layer in range(g.n_layers):
             q0 = g.reader_index[f"a{layer}.h0.q"]
             n_attn_readers = g.n_heads + 2 * g.kv_heads
             m = g.reader_index[f"m{layer}"]
             assert m == q0 + n_attn_readers
-            self.layers.append((g.n_writers_before_layer(layer), q0, m))
+            n_in = g.n_writers_before_layer(layer)
+            heads = tuple(h for h in range(H) if live[n_in + h])
+            self.layers.append(_LayerPlan(n_in, q0, m, before[n_in], heads, before[n_in + H], bool(live[n_in + H])))
         self.out_index = g.reader_index["out"]
 
     def __call__(self, ids: torch.Tensor, edge_mask: torch.Tensor, node_mask: torch.Tensor | None = None,
@@ -196,31 +227,47 @@ class DisentangledForward:
         emb = torch.stack(ad.embed(ids), 1)  # (B, n_emb, T, D)
         # masks may live on another device than the model (e.g. on the CPU with the optimizer); .to keeps gradients
         edge_mask, nz = edge_mask.to(emb.device), nz.to(emb.device)
+        if self.sparse:  # rows of live writers only, in writer order: buffer slot i holds live writer i
+            idx = self.live_idx.to(emb.device)
+            edge_mask, nz = edge_mask.index_select(-2, idx), nz.index_select(1, idx)
         if states is not None:
             emb = emb - states[: self.n_emb].transpose(0, 1)
-        buf = _WriterBuffer(emb, W, per_example=edge_mask.dim() == 3)
+        buf = _WriterBuffer(emb, self.n_live, per_example=edge_mask.dim() == 3)
         tokens: list[torch.Tensor] = []
-        buf.write(0, emb * nz[:, : self.n_emb], tokens)
-        for layer, (n_in, q0, m) in enumerate(self.layers):
-            x = buf.mix(n_in, edge_mask[..., :n_in, q0:m], tokens)  # (B, H + 2 KV, T, D)
-            if ablated is not None:
-                x = x + ablated.prefix[n_in].unsqueeze(1)
-            xq, xk, xv = torch.split(x, [H, KV, KV], dim=1)
-            heads = ad.attention(layer, xq, xk, xv, key_mask)  # (B, H, T, D)
-            if states is not None:
-                heads = heads - states[n_in:n_in + H].transpose(0, 1)
-            buf.write(n_in, heads * nz[:, n_in:n_in + H], tokens)
-            xm = buf.mix(n_in + H, edge_mask[..., :n_in + H, m:m + 1], tokens).select(1, 0)
-            if ablated is not None:
-                xm = xm + ablated.prefix[n_in + H]
-            y = ad.mlp(layer, xm)
-            if states is not None:
-                y = y - states[n_in + H]
-            buf.write(n_in + H, y.unsqueeze(1) * nz[:, n_in + H:n_in + H + 1], tokens)
-        x = buf.mix(W, edge_mask[..., :, self.out_index:self.out_index + 1], tokens).select(1, 0)
+        n_emb = len(self.live_emb)
+        if n_emb:
+            buf.write(0, (emb if n_emb == self.n_emb else emb[:, self.live_emb]) * nz[:, :n_emb], tokens)
+        for layer, p in enumerate(self.layers):
+            if p.heads:
+                x = self._mix(buf, p.live_in, edge_mask[..., :p.live_in, p.q0:p.m], tokens, emb)  # (B, H + 2 KV, T, D)
+                if ablated is not None:
+                    x = x + ablated.prefix[p.n_in].unsqueeze(1)
+                xq, xk, xv = torch.split(x, [H, KV, KV], dim=1)
+                heads = ad.attention(layer, xq, xk, xv, key_mask)  # (B, H, T, D)
+                if len(p.heads) < H:
+                    heads = heads[:, list(p.heads)]
+                if states is not None:
+                    heads = heads - states[[p.n_in + h for h in p.heads]].transpose(0, 1)
+                buf.write(p.live_in, heads * nz[:, p.live_in:p.live_in + len(p.heads)], tokens)
+            if p.mlp:
+                xm = self._mix(buf, p.live_mlp, edge_mask[..., :p.live_mlp, p.m:p.m + 1], tokens, emb).select(1, 0)
+                if ablated is not None:
+                    xm = xm + ablated.prefix[p.n_in + H]
+                y = ad.mlp(layer, xm)
+                if states is not None:
+                    y = y - states[p.n_in + H]
+                buf.write(p.live_mlp, y.unsqueeze(1) * nz[:, p.live_mlp:p.live_mlp + 1], tokens)
+        x = self._mix(buf, self.n_live, edge_mask[..., :, self.out_index:self.out_index + 1], tokens, emb).select(1, 0)
         if ablated is not None:
             x = x + ablated.prefix[W]
         return x
+
+    @staticmethod
+    def _mix(buf: "_WriterBuffer", n: int, cols: torch.Tensor, tokens: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+        if n == 0:  # no live writer before this reader group: its input is the ablated prefix alone
+            B, _, T, D = like.shape
+            return like.new_zeros(B, cols.shape[-1], T, D)
+        return buf.mix(n, cols, tokens)
 
     def output(self, ids, edge_mask, node_mask=None, ablated=None, key_mask=None) -> torch.Tensor:
         """The task output (logits or values) of the masked model."""

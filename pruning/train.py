@@ -158,7 +158,11 @@ class Pruner:
             groups.append({"params": [self.node_lambdas], "lr": c.lambda_lr, "maximize": True})
         self.optimizer = torch.optim.AdamW(groups, weight_decay=c.weight_decay, betas=tuple(c.adam_betas), eps=1e-8)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
-        self.forward = DisentangledForward(adapter)
+        live = None
+        if edge_subset is not None:  # writers no kept edge reads are neither computed nor mixed
+            live = torch.zeros(len(adapter.graph.writers), dtype=torch.bool)
+            live[self.masks.edge_writer] = True
+        self.forward = DisentangledForward(adapter, live)
         with torch.no_grad():
             self.full_out = adapter.full_output(data.ids, data.key_mask)
             self.loss_mask = data.loss_mask.bool() if data.loss_mask is not None else adapter.loss_mask(data.ids, data.key_mask)

@@ -146,3 +146,38 @@ def test_writer_buffers_are_freed_after_backward():
             fwd.output(ids, mask).sum().backward()
     gc.collect()
     assert not [o for o in gc.get_objects() if isinstance(o, _WriterBuffer)]
+
+
+@settings(max_examples=12, deadline=None)
+@given(model_args, st.integers(0, 10_000), st.sampled_from(["zero", "interchange"]), st.booleans(),
+       st.floats(0.02, 0.6))
+def test_live_writer_forward_equals_dense_forward_on_a_subset(kw, mask_seed, ablation, per_example, keep):
+    """HAP's forward skips writers no kept edge reads; with masks 0 off the subset it is the dense forward,
+    in value and in every gradient (edge masks and node masks)."""
+    model = random_model(**kw)
+    ad = CompiledAdapter(model)
+    ids, corr = _inputs(kw["seed"])
+    g = torch.Generator().manual_seed(mask_seed)
+    edges = ad.graph.edges
+    subset = [e for e in edges if torch.rand((), generator=g) < keep] or [edges[-1]]
+    masks = MaskParameters(ad.graph, edge_subset=subset)
+    live = torch.zeros(len(ad.graph.writers), dtype=torch.bool)
+    live[masks.edge_writer] = True
+    shape = (ids.shape[0], len(subset)) if per_example else (len(subset),)
+    z = torch.rand(shape, generator=g).requires_grad_(True)
+    zn = torch.rand(len(ad.graph.writers), generator=g).requires_grad_(True)
+    A = ablated_states(ad, ablation, ids, corr)
+    results = []
+    for f in (DisentangledForward(ad), DisentangledForward(ad, live)):
+        out = f.output(ids, masks.dense(z), zn, A)
+        (gz, gn) = torch.autograd.grad(out.pow(2).sum(), (z, zn))
+        results.append((out.detach(), gz, gn[live]))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, **TOL)
+    assert DisentangledForward(ad, live).sparse == (not bool(live.all()))
+
+
+def test_live_writers_must_name_every_writer():
+    ad = CompiledAdapter(random_model(1))
+    with pytest.raises(EdgePruneError, match="one flag per writer"):
+        DisentangledForward(ad, torch.ones(len(ad.graph.writers) + 1, dtype=torch.bool))
