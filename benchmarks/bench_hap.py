@@ -7,7 +7,7 @@ Its per-step saving comes from writers that no kept edge reads: they are neither
 mixed (``DisentangledForward(live_writers=...)``), so it grows as ``--keep`` shrinks.  A random
 model has no real circuit, so the KL numbers compare the two optimisers, not circuit quality.
 
-    python benchmarks/bench_hap.py [--layers 4 --heads 8 --d-model 64 --steps 200 --keep 0.5,0.2,0.1]
+    python benchmarks/bench_hap.py [--layers 4 --heads 8 --d-model 64 --steps 200 --hap-steps 100 --keep 0.5,0.2,0.1]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--task", default="ioi")
     ap.add_argument("--examples", default="128,32,64", help="train,validation,test examples")
     ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--hap-steps", type=int, default=None, help="HAP's pruning steps (default: --steps)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--sparsity", type=float, default=0.9)
     ap.add_argument("--keep", default="0.5,0.2,0.1", help="HAP kept fractions to compare")
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
         ep = bench.run_ep()
         rows = [ep]
         for keep in (float(k) for k in args.keep.split(",")):
-            bench.opts = Options(methods=("hap",), hap_keep=keep, **base)
+            bench.opts = Options(methods=("hap",), hap_keep=keep, hap_steps=args.hap_steps, **base)
             rows.append(bench.run_hap())
     doc = {"model": f"random GPT-2, {args.layers} layers x {args.heads} heads, d {args.d_model}",
            "edges": bench.graph.n_edges, "task": args.task, "steps": args.steps, "sparsity": args.sparsity,
