@@ -166,10 +166,6 @@ def summary_row(result: RecoveryResult) -> dict:
     return row
 
 
-def _worker_init() -> None:
-    torch.set_num_threads(1)  # N workers on N cores: intra-op threads would only oversubscribe them
-
-
 def _recover_job(job: dict) -> dict:
     """One program in a worker process; errors come back as rows so one bad program does not stop the rest."""
     kind = job.pop("kind")
@@ -186,49 +182,16 @@ def _recover_job(job: dict) -> dict:
     return summary_row(res)
 
 
+def _lost_row(job: dict) -> dict:
+    return {"program": job.get("target") or "random_program", "exact": False,
+            "error": "a worker process died (killed, e.g. out of memory) before this program finished, twice; "
+                     "rerun it alone or with fewer --jobs"}
+
+
 def recover_many(jobs_: Sequence[dict], jobs: int = 1) -> Iterator[tuple[int, dict]]:
     """Run recovery jobs (``{"kind": "program"|"recipe", "target"|"recipe": ..., "ablation", "seed", "steps"}``),
-    ``jobs`` at a time in worker processes; yields ``(index, row)`` as each finishes.
+    ``jobs`` at a time in worker processes (``edgeprune.parallel.run_jobs``); yields ``(index, row)`` as each
+    finishes."""
+    from edgeprune.parallel import run_jobs
 
-    Workers start with "forkserver" (or "spawn" where there is none): torch does not survive ``fork`` after its
-    thread pools started, and every worker runs with one intra-op thread.
-    """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    if jobs < 1:
-        raise EdgePruneError(f"--jobs must be at least 1, got {jobs}")
-    if jobs == 1 or len(jobs_) <= 1:
-        threads = torch.get_num_threads()
-        try:
-            for i, job in enumerate(jobs_):
-                yield i, _recover_job(dict(job))
-        finally:
-            torch.set_num_threads(threads)
-        return
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    pending = list(range(len(jobs_)))
-    for attempt in range(2):  # a killed worker breaks the whole pool: its unfinished programs get one fresh pool
-        broken: list[int] = []
-        pool = ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=ctx, initializer=_worker_init)
-        try:
-            futures = {pool.submit(_recover_job, dict(jobs_[i])): i for i in pending}
-            for fut in as_completed(futures):
-                i = futures[fut]
-                try:
-                    row = fut.result()
-                except BrokenProcessPool:
-                    if attempt == 0:
-                        broken.append(i)
-                        continue
-                    row = {"program": jobs_[i].get("target") or "random_program", "exact": False,
-                           "error": "a worker process died (killed, e.g. out of memory) before this program "
-                                    "finished, twice; rerun it alone or with fewer --jobs"}
-                yield i, row
-        finally:  # Ctrl-C or a consumer that stops early: drop queued programs instead of finishing them
-            pool.shutdown(wait=True, cancel_futures=True)
-        if not broken:
-            return
-        pending = sorted(broken)
+    yield from run_jobs(_recover_job, [dict(j) for j in jobs_], jobs, _lost_row)
