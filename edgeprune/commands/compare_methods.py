@@ -47,6 +47,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgeprune.selection import add_selection_arguments, selected_programs
 from edgeprune.errors import EdgePruneError
 
 ALL_METHODS = ("ep", "hap", "eap", "eap-ig", "acdc")
@@ -71,11 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "table.csv, rows.json and kl_vs_sparsity.png to --out; --all also writes rows.jsonl as it goes.",
     )
     p.add_argument("target", nargs="?", help="program name or compiled model directory")
-    p.add_argument("--all", action="store_true", help="every registered program; one combined table")
-    p.add_argument("--programs", default=None, metavar="A,B,C",
-                   help="as --all, but only these registered programs (comma-separated)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="with --all/--programs: N programs at a time in worker processes (one torch thread each)")
+    add_selection_arguments(p, "every registered program; one combined table", "compare the methods on")
     p.add_argument("--resume", action="store_true",
                    help="with --all/--programs: keep the rows in OUT/rows.jsonl and run only the (program, method) "
                         "pairs that have none (a program whose row is an error is run again)")
@@ -942,10 +939,8 @@ def run(args: argparse.Namespace) -> int:
                      bench.notes())
         _save_circuits(bench, out)
     elif many:
-        from edgeprune.commands.recover import _selected
-
         out = Path(args.out or f"results/compare-methods/all-{opts.ablation}")
-        rows = run_programs(_selected(args), opts, out, args.resume, args.jobs, not args.no_plot,
+        rows = run_programs(selected_programs(args), opts, out, args.resume, args.jobs, not args.no_plot,
                             progress=not (args.no_progress or args.json) and sys.stderr.isatty())
         text = _save(rows, out, opts.ablation, "", False, per_program=True)
     else:

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from edgeprune.selection import add_selection_arguments, selected_programs
 from edgeprune.errors import EdgePruneError
 
 
@@ -18,11 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Pruning and compare the recovered circuit with the ground truth. Exit status 1 when not exact.",
     )
     p.add_argument("target", nargs="?", help="program name or model directory")
-    p.add_argument("--all", action="store_true", help="recover every registered program; prints a table")
-    p.add_argument("--programs", default=None, metavar="A,B,C",
-                   help="with --all (or alone): only these registered programs, comma-separated")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="with --all: recover N programs at a time in worker processes (one torch thread each)")
+    add_selection_arguments(p, "recover every registered program; prints a table", "recover")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="with --all: write DIR/README.md (Markdown table), a circuit picture per program, "
                         "and DIR/results.json")
@@ -56,20 +53,6 @@ def _one(args: argparse.Namespace) -> int:
     return 0 if res.comparison.exact else 1
 
 
-def _selected(args: argparse.Namespace) -> list[str]:
-    from programs.registry import get_program, program_names
-
-    if args.programs is None:
-        return program_names()
-    names = [n.strip() for n in args.programs.split(",") if n.strip()]
-    if not names:
-        raise EdgePruneError("--programs is empty; give registered names separated by commas, e.g. reverse,sort")
-    for n in names:
-        get_program(n)  # unknown name: an error listing the known ones
-    order = {n: i for i, n in enumerate(program_names())}
-    return sorted(dict.fromkeys(names), key=order.__getitem__)  # registry order, no repeats
-
-
 def _row_line(r: dict, w: int) -> str:
     if "error" in r:
         return f"{r['program']:<{w}}  ERROR   {r['error']}"
@@ -83,7 +66,7 @@ def _all(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise EdgePruneError(f"--jobs must be at least 1, got {args.jobs}")
-    names = _selected(args)
+    names = selected_programs(args)
     jobs = [{"kind": "program", "target": n, "ablation": args.ablation, "seed": args.seed, "steps": args.steps}
             for n in names]
     rows: list[dict | None] = [None] * len(names)
