@@ -105,7 +105,11 @@ class _WriterBuffer:
         tokens.append(_Write.apply(block, self, start))
 
     def mix(self, n: int, cols: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
-        """(B, r, T, D) reader inputs from the first ``n`` writers; ``cols`` (n, r) shared or (B, n, r)."""
+        """(B, r, T, D) reader inputs from the first ``n`` writers; ``cols`` (n, r) shared or (B, n, r).
+        With ``n`` 0 (no live writer before the group) that is zeros: the input is the ablated prefix alone."""
+        if n == 0:
+            B, T, D = self.shape
+            return self.data.new_zeros(B, cols.shape[-1], T, D)
         return _Mix.apply(cols, self, n, *tokens)
 
 
@@ -239,7 +243,7 @@ class DisentangledForward:
             buf.write(0, (emb if n_emb == self.n_emb else emb[:, self.live_emb]) * nz[:, :n_emb], tokens)
         for layer, p in enumerate(self.layers):
             if p.heads:
-                x = self._mix(buf, p.live_in, edge_mask[..., :p.live_in, p.q0:p.m], tokens, emb)  # (B, H + 2 KV, T, D)
+                x = buf.mix(p.live_in, edge_mask[..., :p.live_in, p.q0:p.m], tokens)  # (B, H + 2 KV, T, D)
                 if ablated is not None:
                     x = x + ablated.prefix[p.n_in].unsqueeze(1)
                 xq, xk, xv = torch.split(x, [H, KV, KV], dim=1)
@@ -250,24 +254,17 @@ class DisentangledForward:
                     heads = heads - states[[p.n_in + h for h in p.heads]].transpose(0, 1)
                 buf.write(p.live_in, heads * nz[:, p.live_in:p.live_in + len(p.heads)], tokens)
             if p.mlp:
-                xm = self._mix(buf, p.live_mlp, edge_mask[..., :p.live_mlp, p.m:p.m + 1], tokens, emb).select(1, 0)
+                xm = buf.mix(p.live_mlp, edge_mask[..., :p.live_mlp, p.m:p.m + 1], tokens).select(1, 0)
                 if ablated is not None:
                     xm = xm + ablated.prefix[p.n_in + H]
                 y = ad.mlp(layer, xm)
                 if states is not None:
                     y = y - states[p.n_in + H]
                 buf.write(p.live_mlp, y.unsqueeze(1) * nz[:, p.live_mlp:p.live_mlp + 1], tokens)
-        x = self._mix(buf, self.n_live, edge_mask[..., :, self.out_index:self.out_index + 1], tokens, emb).select(1, 0)
+        x = buf.mix(self.n_live, edge_mask[..., :, self.out_index:self.out_index + 1], tokens).select(1, 0)
         if ablated is not None:
             x = x + ablated.prefix[W]
         return x
-
-    @staticmethod
-    def _mix(buf: "_WriterBuffer", n: int, cols: torch.Tensor, tokens: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
-        if n == 0:  # no live writer before this reader group: its input is the ablated prefix alone
-            B, _, T, D = like.shape
-            return like.new_zeros(B, cols.shape[-1], T, D)
-        return buf.mix(n, cols, tokens)
 
     def output(self, ids, edge_mask, node_mask=None, ablated=None, key_mask=None) -> torch.Tensor:
         """The task output (logits or values) of the masked model."""
