@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pruning.adapters.hf_loading import adapter_for  # noqa: E402
-from pruning.disentangled import DisentangledForward, ablated_states  # noqa: E402
+from edgeprune.pruning.adapters.hf_loading import adapter_for  # noqa: E402
+from edgeprune.pruning.disentangled import DisentangledForward, ablated_states  # noqa: E402
 
 
 def _rss_mib() -> float:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = GPT2Config(n_layer=args.layers, n_head=args.heads, n_embd=args.d_model, n_positions=max(1024, args.seq),
                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     cfg._attn_implementation = "eager"
-    from pruning.adapters.hf_loading import resolve_dtype
+    from edgeprune.pruning.adapters.hf_loading import resolve_dtype
 
     model = GPT2LMHeadModel(cfg).to(args.device, dtype=resolve_dtype(args.dtype)).eval()
     gen = torch.Generator().manual_seed(0)

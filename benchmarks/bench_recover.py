@@ -25,7 +25,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from pruning.recovery import recover
+    from edgeprune.usecases.recovery import recover
 
     rows = []
     for program in args.programs:

@@ -1,6 +1,6 @@
 """RASP programs as PyTorch transformers that carry their ground-truth circuit."""
 
-from compiled.metadata import BlockMap, ModelMetadata, NodeInfo
-from compiled.model import CompiledTransformer, TransformerConfig
+from edgeprune.compiled.metadata import BlockMap, ModelMetadata, NodeInfo
+from edgeprune.compiled.model import CompiledTransformer, TransformerConfig
 
 __all__ = ["BlockMap", "CompiledTransformer", "ModelMetadata", "NodeInfo", "TransformerConfig"]

@@ -24,7 +24,7 @@ computation uses for this program:
   and a categorical SOp counts for q (k) only when its values score the keys
   (queries) differently.
 
-Dangling edges are then removed with ``verify.dangling.prune_dangling``.
+Dangling edges are then removed with ``edgeprune.core.dangling.prune_dangling``.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from dataclasses import dataclass
 import networkx as nx
 import torch
 
-from compiled.metadata import ModelMetadata, NodeInfo
-from compiled.model import CompiledTransformer
-from pruning.graph import ComputationalGraph
-from verify import names
-from verify.circuit import Circuit
-from verify.dangling import prune_dangling
+from edgeprune.compiled.metadata import ModelMetadata, NodeInfo
+from edgeprune.compiled.model import CompiledTransformer
+from edgeprune.core.graph import ComputationalGraph
+from edgeprune.core import names
+from edgeprune.core.circuit import Circuit
+from edgeprune.core.dangling import prune_dangling
 
 ONE = "one"
 TRIVIAL_PREDICATES = ("TRUE", "FALSE")

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from compiled.metadata import ModelMetadata
-from compiled.model import CompiledTransformer, TransformerConfig, param_shapes
-from edgeprune.errors import ModelFileError
+from edgeprune.compiled.metadata import ModelMetadata
+from edgeprune.compiled.model import CompiledTransformer, TransformerConfig, param_shapes
+from edgeprune.core.errors import ModelFileError
 
 FORMAT = "edgeprune-compiled-model"
 FORMAT_VERSION = 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgeprune.errors import InputError, ModelFileError
+from edgeprune.core.errors import InputError, ModelFileError
 
 Token = Any  # a vocab value: str, int or float, as in the RASP program
 

@@ -13,8 +13,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from compiled.metadata import ModelMetadata
-from edgeprune.errors import InputError
+from edgeprune.compiled.metadata import ModelMetadata
+from edgeprune.core.errors import InputError
 
 
 @dataclass

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compiled.io import is_model_dir, load_model
-from compiled.model import CompiledTransformer
-from edgeprune.errors import EdgePruneError, ModelFileError
+from edgeprune.compiled.io import is_model_dir, load_model
+from edgeprune.compiled.model import CompiledTransformer
+from edgeprune.core.errors import EdgePruneError, ModelFileError
 
 
 def compile_registered(name: str) -> CompiledTransformer:
     """Compile a program of the library by name."""
-    from compiled.compiler import compile_program
-    from programs.registry import get_program
+    from edgeprune.compiled.compiler import compile_program
+    from edgeprune.programs.registry import get_program
 
     spec = get_program(name)
     model = compile_program(spec.build(), spec.vocab, spec.max_seq_len, name=spec.name)
@@ -28,7 +28,7 @@ def resolve_model(spec: str) -> CompiledTransformer:
         if is_model_dir(p):
             return load_model(p)
         if (p / "params.npz").exists() or (p / "model.json").exists() or (p / "FAILED.txt").exists():
-            from compiled.tracr_import import load_reference_dir
+            from edgeprune.compiled.tracr_import import load_reference_dir
 
             return load_reference_dir(p)[0]
         raise ModelFileError(

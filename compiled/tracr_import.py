@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from compiled.metadata import BlockMap, ModelMetadata, NodeInfo
-from compiled.model import CompiledTransformer, TransformerConfig, param_shapes
-from edgeprune.errors import ModelFileError
+from edgeprune.compiled.metadata import BlockMap, ModelMetadata, NodeInfo
+from edgeprune.compiled.model import CompiledTransformer, TransformerConfig, param_shapes
+from edgeprune.core.errors import ModelFileError
 
 REFERENCE_FILES = ("model.json", "params.npz")
 
@@ -183,6 +183,6 @@ def from_tracr_model(assembled: Any, program: Any, vocab: set, max_seq_len: int,
         from tracr.rasp import rasp as trasp  # type: ignore
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ModelFileError("the tracr package is not installed: pip install 'edgeprune[tracr]' and Tracr from its repository") from exc
-    from compiled.tracr_live import metadata_from_live_tracr
+    from edgeprune.compiled.tracr_live import metadata_from_live_tracr
 
     return metadata_from_live_tracr(assembled, program, vocab, max_seq_len, name, trasp, tnodes, rasp_to_graph, basis_inference)

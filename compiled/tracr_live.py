@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from compiled.metadata import BlockMap, ModelMetadata, NodeInfo
-from compiled.model import CompiledTransformer, TransformerConfig
-from compiled.tracr_import import haiku_params_to_torch
-from edgeprune.errors import ModelFileError
+from edgeprune.compiled.metadata import BlockMap, ModelMetadata, NodeInfo
+from edgeprune.compiled.model import CompiledTransformer, TransformerConfig
+from edgeprune.compiled.tracr_import import haiku_params_to_torch
+from edgeprune.core.errors import ModelFileError
 
 
 def _label(direction: Any) -> str:

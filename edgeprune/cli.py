@@ -8,7 +8,7 @@ import pkgutil
 import sys
 
 from edgeprune import __version__
-from edgeprune.errors import EdgePruneError
+from edgeprune.core.errors import EdgePruneError
 
 
 def build_parser() -> argparse.ArgumentParser:

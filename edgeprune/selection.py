@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgeprune.errors import EdgePruneError
+from edgeprune.core.errors import EdgePruneError
 
 
 def add_selection_arguments(p: argparse.ArgumentParser, all_help: str, what: str) -> None:
@@ -23,7 +23,7 @@ def add_selection_arguments(p: argparse.ArgumentParser, all_help: str, what: str
 
 def selected_programs(args: argparse.Namespace) -> list[str]:
     """Every registered program, or those of ``--programs`` in registry order without repeats."""
-    from programs.registry import get_program, program_names
+    from edgeprune.programs.registry import get_program, program_names
 
     if args.programs is None:
         return program_names()

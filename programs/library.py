@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from programs import rasp
+from edgeprune.programs import rasp
 
 
 # ----------------------------------------------------------------------------- non-causal programs

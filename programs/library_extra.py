@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from programs import library as lib
-from programs import rasp
+from edgeprune.programs import library as lib
+from edgeprune.programs import rasp
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -29,8 +29,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-from edgeprune.errors import EdgePruneError
-from programs import rasp
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.programs import rasp
 
 MAX_SEQ_LEN = 4
 VOCAB = [0, 1, 2]

@@ -29,10 +29,10 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from edgeprune.errors import EdgePruneError, InputError
-from programs import library as lib
-from programs import library_extra as libx
-from programs import rasp
+from edgeprune.core.errors import EdgePruneError, InputError
+from edgeprune.programs import library as lib
+from edgeprune.programs import library_extra as libx
+from edgeprune.programs import rasp
 
 Token = Any
 Rng = Union[np.random.Generator, random.Random]
@@ -129,12 +129,6 @@ class ProgramSpec:
         """The RASP evaluator's output on a valid input (checked first)."""
         self.check_input(tokens)
         return list(rasp.evaluate(self.program, list(tokens)))
-
-    def compile(self, **kwargs: Any):
-        """Compile a fresh build with this spec's vocab and length (``compiled.compiler.compile_program``)."""
-        from compiled.compiler import compile_program  # late: the compiler is heavier than the registry
-
-        return compile_program(self.build(), set(self.vocab), self.max_seq_len, name=self.name, **kwargs)
 
     # ----- valid inputs ---------------------------------------------------
     @property

@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from edgeprune.errors import EdgePruneError
-from pruning import objective as obj
-from pruning.adapter import ModelAdapter
-from pruning.attribution import batches, check_ablation, stream_dtype, take
-from pruning.disentangled import DisentangledForward, ablated_states
-from pruning.train import PruneData
-from verify import names
-from verify.circuit import Circuit
-from verify.dangling import prune_dangling
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning import objective as obj
+from edgeprune.pruning.adapter import ModelAdapter
+from edgeprune.pruning.attribution import batches, check_ablation, stream_dtype, take
+from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
+from edgeprune.pruning.train import PruneData
+from edgeprune.core import names
+from edgeprune.core.circuit import Circuit
+from edgeprune.core.dangling import prune_dangling
 
 
 @dataclass

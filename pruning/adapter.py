@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from pruning.graph import ComputationalGraph
+from edgeprune.core.graph import ComputationalGraph
 
 
 class ModelAdapter(ABC):

@@ -33,14 +33,14 @@ from typing import Callable
 
 import torch
 
-from edgeprune.errors import EdgePruneError
-from pruning import objective as obj
-from pruning.adapter import ModelAdapter
-from pruning.disentangled import ABLATIONS, DisentangledForward, ablated_states
-from pruning.graph import ComputationalGraph
-from pruning.train import PruneData
-from verify.circuit import Circuit, Edge
-from verify.dangling import prune_dangling
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning import objective as obj
+from edgeprune.pruning.adapter import ModelAdapter
+from edgeprune.pruning.disentangled import ABLATIONS, DisentangledForward, ablated_states
+from edgeprune.core.graph import ComputationalGraph
+from edgeprune.pruning.train import PruneData
+from edgeprune.core.circuit import Circuit, Edge
+from edgeprune.core.dangling import prune_dangling
 
 METHODS = ("eap", "eap-ig")
 METRICS = ("answer", "kl")

@@ -7,9 +7,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from compiled.model import CompiledTransformer
-from edgeprune.errors import EdgePruneError
-from pruning.train import PruneData
+from edgeprune.compiled.model import CompiledTransformer
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.train import PruneData
 
 Corrupt = Callable[[random.Random, list], list]
 

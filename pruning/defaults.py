@@ -33,8 +33,8 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from edgeprune.errors import EdgePruneError
-from pruning.train import PruneConfig
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.train import PruneConfig
 
 RECOVERY_DEFAULTS: dict = {
     "steps": 600,

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from edgeprune.errors import EdgePruneError
-from pruning.adapter import ModelAdapter
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.adapter import ModelAdapter
 
 ABLATIONS = ("zero", "interchange")
 

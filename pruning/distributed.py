@@ -30,11 +30,11 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from edgeprune.errors import EdgePruneError
-from pruning.adapter import ModelAdapter
-from pruning.adapters.hf_loading import HFAdapterBase
-from pruning.disentangled import DisentangledForward
-from pruning.train import PruneConfig, Pruner
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.adapter import ModelAdapter
+from edgeprune.pruning.adapters.hf_loading import HFAdapterBase
+from edgeprune.pruning.disentangled import DisentangledForward
+from edgeprune.pruning.train import PruneConfig, Pruner
 
 
 def _free_port() -> int:
@@ -105,8 +105,8 @@ class RootUnit(nn.Module):
 
 def _block_modules(adapter: HFAdapterBase, layer: int) -> tuple[dict[str, nn.Module], dict[str, nn.Module]]:
     """(attention submodules, MLP submodules) that the adapter's layer-``layer`` blocks read."""
-    from pruning.adapters.gpt2 import GPT2Adapter
-    from pruning.adapters.llama import LlamaAdapter
+    from edgeprune.pruning.adapters.gpt2 import GPT2Adapter
+    from edgeprune.pruning.adapters.llama import LlamaAdapter
 
     if isinstance(adapter, GPT2Adapter):
         b = adapter.tf.h[layer]
@@ -119,7 +119,7 @@ def _block_modules(adapter: HFAdapterBase, layer: int) -> tuple[dict[str, nn.Mod
 
 
 def _end_modules(adapter: HFAdapterBase) -> dict[str, nn.Module]:
-    from pruning.adapters.gpt2 import GPT2Adapter
+    from edgeprune.pruning.adapters.gpt2 import GPT2Adapter
 
     if isinstance(adapter, GPT2Adapter):
         return {"wte": adapter.tf.wte, "wpe": adapter.tf.wpe, "ln_f": adapter.tf.ln_f, "lm_head": adapter.model.lm_head}
@@ -271,7 +271,7 @@ def prune_distributed(model: str | Path, task: str | Path, config: PruneConfig, 
     """
     import torch.distributed as dist
 
-    from pruning.language_models import LoadedModel, load_model, prune_language_model
+    from edgeprune.pruning.language_models import LoadedModel, load_model, prune_language_model
 
     device = rank_device(device)
     rank, world = init_distributed(backend, device)

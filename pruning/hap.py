@@ -15,11 +15,11 @@ import math
 import time
 from dataclasses import dataclass
 
-from edgeprune.errors import EdgePruneError
-from pruning.adapter import ModelAdapter
-from pruning.attribution import EdgeScores, MetricFn, edge_scores
-from pruning.train import PruneConfig, PruneData, Pruner, PruneResult
-from verify.circuit import Circuit, Edge
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.adapter import ModelAdapter
+from edgeprune.pruning.attribution import EdgeScores, MetricFn, edge_scores
+from edgeprune.pruning.train import PruneConfig, PruneData, Pruner, PruneResult
+from edgeprune.core.circuit import Circuit, Edge
 
 DEFAULT_KEEP_FRACTION = 0.5
 

@@ -17,8 +17,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from edgeprune.errors import EdgePruneError
-from pruning.graph import ComputationalGraph
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.core.graph import ComputationalGraph
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,15 @@ from typing import Any, Sequence
 
 import torch
 
-from edgeprune.errors import EdgePruneError
-from pruning.adapter import ModelAdapter
-from pruning.adapters.hf_loading import adapter_for, load_hf_model
-from pruning.disentangled import DisentangledForward, ablated_states
-from pruning.hard_concrete import MaskParameters
-from pruning.metrics import METRICS, TASK_METRICS
-from pruning.tasks import TASK_NAMES, TaskBatch, TaskDataset, build_task
-from pruning.train import PruneConfig, PruneData, Pruner
-from verify.circuit import Circuit
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.adapter import ModelAdapter
+from edgeprune.pruning.adapters.hf_loading import adapter_for, load_hf_model
+from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
+from edgeprune.pruning.hard_concrete import MaskParameters
+from edgeprune.pruning.metrics import METRICS, TASK_METRICS
+from edgeprune.pruning.tasks import TASK_NAMES, TaskBatch, TaskDataset, build_task
+from edgeprune.pruning.train import PruneConfig, PruneData, Pruner
+from edgeprune.core.circuit import Circuit
 
 CIRCUIT_FILE = "circuit.json"
 METRICS_FILE = "metrics.json"

@@ -13,8 +13,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from edgeprune.errors import EdgePruneError
-from pruning.tasks.base import TaskBatch
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.tasks.base import TaskBatch
 
 Metric = Callable[[torch.Tensor, torch.Tensor, TaskBatch], torch.Tensor]
 

@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from edgeprune.errors import EdgePruneError
+from edgeprune.core.errors import EdgePruneError
 
 LOSSES = ("kl", "seq_kl", "mse")
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from pruning.hard_concrete import MaskParameters
-from verify.circuit import Circuit
+from edgeprune.pruning.hard_concrete import MaskParameters
+from edgeprune.core.circuit import Circuit
 
 
 def bisect_threshold(values: torch.Tensor, keep: int, tol: float = 1e-5) -> float:

@@ -22,13 +22,13 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from edgeprune.errors import EdgePruneError
-from pruning import objective as obj
-from pruning.adapter import ModelAdapter
-from pruning.disentangled import ABLATIONS, DisentangledForward, ablated_states
-from pruning.hard_concrete import MaskParameters, gate_score
-from pruning.threshold import extract_circuit
-from verify.circuit import Circuit
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning import objective as obj
+from edgeprune.pruning.adapter import ModelAdapter
+from edgeprune.pruning.disentangled import ABLATIONS, DisentangledForward, ablated_states
+from edgeprune.pruning.hard_concrete import MaskParameters, gate_score
+from edgeprune.pruning.threshold import extract_circuit
+from edgeprune.core.circuit import Circuit
 
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"

@@ -45,8 +45,8 @@ def word_level_tokenizer(texts: list[str], bos: bool = False):
 
 def task_corpus() -> list[str]:
     """Every word the generated tasks (IOI, GT, GP, boolean IP/FS) and the small JSONL tests use."""
-    from pruning.tasks import boolean_expressions as be
-    from pruning.tasks import gendered_pronoun, greater_than, ioi, vocab
+    from edgeprune.pruning.tasks import boolean_expressions as be
+    from edgeprune.pruning.tasks import gendered_pronoun, greater_than, ioi, vocab
 
     return [
         *ioi.TEMPLATES, *vocab.NAMES, *vocab.PLACES, *vocab.OBJECTS, *vocab.GT_NOUNS,

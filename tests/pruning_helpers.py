@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from compiled.metadata import ModelMetadata
-from compiled.model import CompiledTransformer, TransformerConfig, param_shapes
+from edgeprune.compiled.metadata import ModelMetadata
+from edgeprune.compiled.model import CompiledTransformer, TransformerConfig, param_shapes
 
 
 def random_model(seed: int, n_layers: int = 2, n_heads: int = 2, d_model: int = 8, layer_norm: bool = False,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgeprune.errors import EdgePruneError
-from pruning.acdc import FaithfulnessEvaluator, acdc
-from pruning.adapters.compiled import CompiledAdapter
-from pruning.recovery import prepare
-from pruning.train import PruneData
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.acdc import FaithfulnessEvaluator, acdc
+from edgeprune.pruning.adapters.compiled import CompiledAdapter
+from edgeprune.usecases.recovery import prepare
+from edgeprune.pruning.train import PruneData
 from tests.pruning_helpers import random_model
 
 torch.set_num_threads(1)
@@ -78,8 +78,8 @@ def test_order_is_reverse_topological_and_huge_tau_removes_everything(reverse):
 
 
 def test_relative_threshold_recovers_the_reverse_ground_truth(reverse):
-    from compiled.ground_truth import ground_truth
-    from verify.compare import compare
+    from edgeprune.compiled.ground_truth import ground_truth
+    from edgeprune.verify.compare import compare
 
     ad, data = reverse
     res = acdc(ad, data, "zero", 1e-4, relative=True)

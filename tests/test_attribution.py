@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgeprune.errors import EdgePruneError
-from pruning.adapters.compiled import CompiledAdapter
-from pruning.attribution import circuit_mask, edge_scores, make_metric
-from pruning.disentangled import DisentangledForward, ablated_states
-from pruning.train import PruneData
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.adapters.compiled import CompiledAdapter
+from edgeprune.pruning.attribution import circuit_mask, edge_scores, make_metric
+from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
+from edgeprune.pruning.train import PruneData
 from tests.pruning_helpers import random_model
-from verify.dangling import prune_dangling
+from edgeprune.core.dangling import prune_dangling
 
 torch.set_num_threads(1)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from pruning.graph import ComputationalGraph
-from verify.circuit import Circuit
-from verify.dangling import prune_dangling
+from edgeprune.core.graph import ComputationalGraph
+from edgeprune.core.circuit import Circuit
+from edgeprune.core.dangling import prune_dangling
 
 
 @st.composite

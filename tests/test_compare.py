@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from verify.circuit import Circuit
-from verify.compare import compare
+from edgeprune.core.circuit import Circuit
+from edgeprune.verify.compare import compare
 
 TRUTH = Circuit([("tok", "m0"), ("m0", "a1.h0.v"), ("a1.h0", "out")])
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from compiled.compiler import compile_program
-from edgeprune.errors import CompileError, EdgePruneError
-from programs import library as lib
-from programs import rasp
+from edgeprune.compiled.compiler import compile_program
+from edgeprune.core.errors import CompileError, EdgePruneError
+from edgeprune.programs import library as lib
+from edgeprune.programs import rasp
 
 VOCAB = {1, 2, 3}
 

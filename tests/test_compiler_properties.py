@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiled.compiler import compile_program
-from programs import rasp
-from programs.random_programs import MAX_SEQ_LEN, NONTRIVIAL_COMPARISONS, VOCAB, Item, programs
+from edgeprune.compiled.compiler import compile_program
+from edgeprune.programs import rasp
+from edgeprune.programs.random_programs import MAX_SEQ_LEN, NONTRIVIAL_COMPARISONS, VOCAB, Item, programs
 
 # EDGEPRUNE_PROPERTY_EXAMPLES raises the example count for a long local run.
 _EXAMPLES = int(os.environ.get("EDGEPRUNE_PROPERTY_EXAMPLES", "40"))
@@ -91,20 +91,20 @@ _NONTRIVIAL = NONTRIVIAL_COMPARISONS
 
 def _ground_truth_available() -> bool:
     try:
-        from compiled.ground_truth import ground_truth  # noqa: F401
-        from verify.checker import check_ground_truth  # noqa: F401
+        from edgeprune.compiled.ground_truth import ground_truth  # noqa: F401
+        from edgeprune.verify.checker import check_ground_truth  # noqa: F401
     except ImportError:
         return False
     return True
 
 
-@pytest.mark.skipif(not _ground_truth_available(), reason="compiled.ground_truth / verify.checker not available")
+@pytest.mark.skipif(not _ground_truth_available(), reason="edgeprune.compiled.ground_truth / edgeprune.verify.checker not available")
 @settings(max_examples=max(5, _EXAMPLES // 2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(item=programs(mean_comparisons=_NONTRIVIAL, clean_keys=True), xs=inputs, ablation=st.sampled_from(["zero", "interchange"]))
 def test_ground_truth_is_sufficient(item: Item, xs: list[list[int]], ablation: str):
     """With every edge outside the ground truth ablated, the model's outputs do not change."""
-    from compiled.ground_truth import ground_truth
-    from verify.checker import check_ground_truth
+    from edgeprune.compiled.ground_truth import ground_truth
+    from edgeprune.verify.checker import check_ground_truth
 
     model = compile_program(item.sop, VOCAB, MAX_SEQ_LEN)
     circuit = ground_truth(model, ablation)
@@ -116,7 +116,7 @@ def test_ground_truth_is_sufficient(item: Item, xs: list[list[int]], ablation: s
     assert report.sufficient, report.summary()
 
 
-@pytest.mark.skipif(not _ground_truth_available(), reason="compiled.ground_truth / verify.checker not available")
+@pytest.mark.skipif(not _ground_truth_available(), reason="edgeprune.compiled.ground_truth / edgeprune.verify.checker not available")
 @pytest.mark.xfail(strict=True, reason=(
     "known gap in compiled.ground_truth: for a TRUE selector it keeps no q/k edges, but a numerical mean "
     "needs the SOp directions of both sides to keep BOS out of the average; zero-ablated, the head averages "
@@ -124,8 +124,8 @@ def test_ground_truth_is_sufficient(item: Item, xs: list[list[int]], ablation: s
     "adding them would break necessity there (is_sorted, palindrome, majority_token)"))
 def test_ground_truth_numerical_mean_over_true_selector():
     comparison = rasp.Comparison.TRUE
-    from compiled.ground_truth import ground_truth
-    from verify.checker import check_ground_truth
+    from edgeprune.compiled.ground_truth import ground_truth
+    from edgeprune.verify.checker import check_ground_truth
 
     bools = rasp.numerical(rasp.Map(lambda x: int(x == 0), rasp.tokens))
     prog = rasp.numerical(rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, comparison), bools, default=0))
@@ -135,15 +135,15 @@ def test_ground_truth_numerical_mean_over_true_selector():
     assert report.sufficient, report.summary()
 
 
-@pytest.mark.skipif(not _ground_truth_available(), reason="compiled.ground_truth / verify.checker not available")
+@pytest.mark.skipif(not _ground_truth_available(), reason="edgeprune.compiled.ground_truth / edgeprune.verify.checker not available")
 @pytest.mark.xfail(strict=True, reason=(
     "known gap in compiled.ground_truth: it drops a categorical Aggregate's BOS fallback, but at the BOS "
     "position that fallback keeps the Aggregate's output zero, and a later head using it as keys attends BOS "
     "differently without it; including the fallback whenever later attention reads the SOp over-includes "
     "edges in palindrome"))
 def test_ground_truth_categorical_aggregate_used_as_keys():
-    from compiled.ground_truth import ground_truth
-    from verify.checker import check_ground_truth
+    from edgeprune.compiled.ground_truth import ground_truth
+    from edgeprune.verify.checker import check_ground_truth
 
     moved = rasp.Aggregate(rasp.Select(rasp.indices, rasp.Map(lambda i: max(i, 0), rasp.indices),
                                        rasp.Comparison.EQ), rasp.tokens)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from compiled.compiler import compile_program
-from compiled.tracr_import import load_reference_dir
-from programs import library as lib
-from programs import rasp
+from edgeprune.compiled.compiler import compile_program
+from edgeprune.compiled.tracr_import import load_reference_dir
+from edgeprune.programs import library as lib
+from edgeprune.programs import rasp
 from tests.conftest import REFERENCE_DIR, REFERENCE_PROGRAMS
 
 # The Tracr lib construction recorded in each model.json "construction".

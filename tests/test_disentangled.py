@@ -7,12 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeprune.errors import EdgePruneError
-from pruning.adapters.compiled import CompiledAdapter
-from pruning.disentangled import DisentangledForward, ablated_states
-from pruning.hard_concrete import MaskParameters
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.adapters.compiled import CompiledAdapter
+from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
+from edgeprune.pruning.hard_concrete import MaskParameters
 from tests.pruning_helpers import random_model
-from verify.slow_forward import masked_forward
+from edgeprune.verify.slow_forward import masked_forward
 
 TOL = dict(atol=1e-4, rtol=1e-4)
 
@@ -132,8 +132,8 @@ def test_writer_buffers_are_freed_after_backward():
     """No reference cycle through autograd nodes: a training loop must not leak one buffer per step."""
     import gc
 
-    from pruning.adapters.compiled import CompiledAdapter
-    from pruning.disentangled import DisentangledForward, _WriterBuffer
+    from edgeprune.pruning.adapters.compiled import CompiledAdapter
+    from edgeprune.pruning.disentangled import DisentangledForward, _WriterBuffer
     from tests.pruning_helpers import random_model
 
     adapter = CompiledAdapter(random_model(seed=1))

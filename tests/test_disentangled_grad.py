@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pruning.adapters.compiled import CompiledAdapter
-from pruning.disentangled import DisentangledForward, ablated_states
+from edgeprune.pruning.adapters.compiled import CompiledAdapter
+from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
 from tests.pruning_helpers import random_model
 
 

@@ -19,8 +19,8 @@ pytest.importorskip("transformers")
 from safetensors.torch import load_file  # noqa: E402
 
 from edgeprune.cli import main  # noqa: E402
-from edgeprune.errors import EdgePruneError  # noqa: E402
-from pruning.distributed import batch_slicer  # noqa: E402
+from edgeprune.core.errors import EdgePruneError  # noqa: E402
+from edgeprune.pruning.distributed import batch_slicer  # noqa: E402
 from tests.hf_helpers import save_model, task_tokenizer, tiny_gpt2, tiny_llama  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,8 +92,8 @@ def test_every_weight_is_managed_by_fsdp(model_dirs):
     import torch.distributed as dist
     from torch.distributed.tensor import DTensor
 
-    from pruning.distributed import FSDPAdapter, init_distributed
-    from pruning.language_models import load_model
+    from edgeprune.pruning.distributed import FSDPAdapter, init_distributed
+    from edgeprune.pruning.language_models import load_model
 
     init_distributed()
     try:

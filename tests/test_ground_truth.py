@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from compiled.ground_truth import ground_truth
-from compiled.tracr_import import load_reference_dir
+from edgeprune.compiled.ground_truth import ground_truth
+from edgeprune.compiled.tracr_import import load_reference_dir
 from tests.conftest import REFERENCE_PROGRAMS
-from verify.checker import check_ground_truth
+from edgeprune.verify.checker import check_ground_truth
 
 # DESIGN.md section 3: ACDC's canonical circuits (zero ablation), in this project's names
 ACDC_REVERSE = {
@@ -68,7 +68,7 @@ def test_checker_flags_an_extra_edge_as_unnecessary(models):
 
 
 def test_ground_truth_is_sorted_and_allowed(models):
-    from pruning.graph import ComputationalGraph
+    from edgeprune.core.graph import ComputationalGraph
 
     for m in models.values():
         g = ComputationalGraph(m.config.n_layers, m.config.n_heads)
@@ -80,7 +80,7 @@ def test_ground_truth_is_sorted_and_allowed(models):
 
 def _prefix_mean_program(predicate, categorical_output: bool):
     """frac of 'a' over the keys the selector picks; optionally decoded to a category."""
-    from programs import rasp
+    from edgeprune.programs import rasp
 
     sel = rasp.Select(rasp.indices, rasp.indices, predicate)
     frac = rasp.numerical(rasp.Aggregate(sel, rasp.numerical(rasp.Map(lambda t: 1 if t == "a" else 0, rasp.tokens)),
@@ -96,9 +96,9 @@ def _prefix_mean_program(predicate, categorical_output: bool):
     ("LT", True, True),  # the first query selects nothing: the fallback defines its output
 ])
 def test_numerical_mean_bos_fallback_rule(predicate_name, categorical, bos_edges):
-    from compiled.compiler import compile_program
-    from programs import rasp
-    from verify.checker import enumerate_inputs
+    from edgeprune.compiled.compiler import compile_program
+    from edgeprune.programs import rasp
+    from edgeprune.verify.checker import enumerate_inputs
 
     program = _prefix_mean_program(getattr(rasp.Comparison, predicate_name), categorical)
     model = compile_program(program, {"a", "b"}, 4, name=f"mean_{predicate_name}")

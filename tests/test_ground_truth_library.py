@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from compiled.ground_truth import ground_truth
-from compiled.resolve import compile_registered
-from programs.registry import list_programs
-from verify.checker import check_ground_truth
+from edgeprune.compiled.ground_truth import ground_truth
+from edgeprune.compiled.resolve import compile_registered
+from edgeprune.programs.registry import list_programs
+from edgeprune.verify.checker import check_ground_truth
 
 # the exhaustive interchange check of these takes over a minute on 2 cores
 SLOW = {"shuffle_dyck2", "sort_freq", "shuffle_dyck", "detect_pattern"}
@@ -22,7 +22,7 @@ def _params():
 
 @pytest.mark.parametrize("name,ablation", list(_params()))
 def test_library_ground_truth(name, ablation):
-    from programs.registry import get_program
+    from edgeprune.programs.registry import get_program
 
     spec = get_program(name)
     model = compile_registered(name)

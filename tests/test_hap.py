@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgeprune.errors import EdgePruneError
-from pruning.adapters.compiled import CompiledAdapter
-from pruning.attribution import edge_scores
-from pruning.hap import hap, select_subgraph
-from pruning.hard_concrete import MaskParameters
-from pruning.train import PruneConfig, PruneData, Pruner
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.adapters.compiled import CompiledAdapter
+from edgeprune.pruning.attribution import edge_scores
+from edgeprune.pruning.hap import hap, select_subgraph
+from edgeprune.pruning.hard_concrete import MaskParameters
+from edgeprune.pruning.train import PruneConfig, PruneData, Pruner
 from tests.pruning_helpers import random_model
 
 torch.set_num_threads(1)

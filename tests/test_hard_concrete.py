@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pruning.graph import ComputationalGraph
-from pruning.hard_concrete import (DEFAULT, MaskParameters, deterministic_gates, expected_l0, prob_nonzero,
+from edgeprune.core.graph import ComputationalGraph
+from edgeprune.pruning.hard_concrete import (DEFAULT, MaskParameters, deterministic_gates, expected_l0, prob_nonzero,
                                    sample_gates, soft_mask)
 
 
@@ -73,7 +73,7 @@ def test_deterministic_mask_zeroes_expected_number():
 @given(st.floats(-3.0, 4.0), st.floats(0.2, 0.9))
 def test_score_function_matches_the_derivative_of_the_expectation(log_alpha, cliff):
     """E[L(z) * score(z)] = d E[L(z)] / d log_alpha, also for a step function L (a compiled block's cliff)."""
-    from pruning.hard_concrete import gate_score
+    from edgeprune.pruning.hard_concrete import gate_score
 
     def loss(z):
         return (z > cliff).float() + 0.5 * z

@@ -16,13 +16,13 @@ import torch
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from edgeprune.errors import EdgePruneError, ModelFileError  # noqa: E402
-from pruning.adapters.gpt2 import GPT2Adapter  # noqa: E402
-from pruning.adapters.hf_loading import adapter_for, load_hf_model  # noqa: E402
-from pruning.adapters.llama import LlamaAdapter  # noqa: E402
-from pruning.disentangled import DisentangledForward, ablated_states  # noqa: E402
-from pruning.graph import ComputationalGraph  # noqa: E402
-from verify.slow_adapter_forward import masked_forward_adapter  # noqa: E402
+from edgeprune.core.errors import EdgePruneError, ModelFileError  # noqa: E402
+from edgeprune.pruning.adapters.gpt2 import GPT2Adapter  # noqa: E402
+from edgeprune.pruning.adapters.hf_loading import adapter_for, load_hf_model  # noqa: E402
+from edgeprune.pruning.adapters.llama import LlamaAdapter  # noqa: E402
+from edgeprune.pruning.disentangled import DisentangledForward, ablated_states  # noqa: E402
+from edgeprune.core.graph import ComputationalGraph  # noqa: E402
+from edgeprune.verify.slow_adapter_forward import masked_forward_adapter  # noqa: E402
 
 torch.set_num_threads(1)
 

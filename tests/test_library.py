@@ -10,15 +10,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from edgeprune.compiled.resolve import compile_registered
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import REFERENCE_DIR, REFERENCE_PROGRAMS
 from tests.test_library_extra import EXTRA_COUNTS, HAND_WORKED_EXTRA  # programs/library_extra.py's programs
-from edgeprune.errors import EdgePruneError, InputError
-from programs import library as lib
-from programs import rasp
-from programs.registry import (
+from edgeprune.core.errors import EdgePruneError, InputError
+from edgeprune.programs import library as lib
+from edgeprune.programs import rasp
+from edgeprune.programs.registry import (
     ProgramSpec,
     get_program,
     list_programs,
@@ -476,10 +478,10 @@ def _compiled_agrees(expected: list, got: list, numerical: bool) -> bool:
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
 def test_compiled_model_matches_evaluator(spec: ProgramSpec) -> None:
     """Exhaustive over every valid input; the whole set (50 programs) takes ~45 s on CPU, so it is not marked slow."""
-    pytest.importorskip("compiled.compiler", reason="compiled/compiler.py not available yet")
+    pytest.importorskip("edgeprune.compiled.compiler", reason="compiled/compiler.py not available yet")
     if spec.name in COMPILE_XFAIL:
         pytest.xfail(COMPILE_XFAIL[spec.name])
-    model = spec.compile()
+    model = compile_registered(spec.name)
     cfg = model.config
     assert cfg.d_model < 200 and cfg.n_layers <= 8, f"{spec.name}: model too big ({cfg})"
     inputs = spec.enumerate_inputs()

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from programs import library_extra as libx
-from programs import rasp
-from programs.registry import get_program, list_programs, outputs_equal, program_names
+from edgeprune.programs import library_extra as libx
+from edgeprune.programs import rasp
+from edgeprune.programs.registry import get_program, list_programs, outputs_equal, program_names
 
 T, F = True, False
 N = None

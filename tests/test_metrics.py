@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from edgeprune.errors import EdgePruneError
-from pruning import metrics as M
-from pruning.tasks.base import TaskBatch
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning import metrics as M
+from edgeprune.pruning.tasks.base import TaskBatch
 
 
 def _batch(n: int, t: int, positions: list[list[int]], labels: list[list[int]] | None = None,

@@ -17,9 +17,9 @@ import torch
 pytest.importorskip("transformers")
 
 from edgeprune.cli import main  # noqa: E402
-from edgeprune.errors import EdgePruneError  # noqa: E402
-from pruning.metrics import TASK_METRICS  # noqa: E402
-from pruning.tasks import TASK_NAMES  # noqa: E402
+from edgeprune.core.errors import EdgePruneError  # noqa: E402
+from edgeprune.pruning.metrics import TASK_METRICS  # noqa: E402
+from edgeprune.pruning.tasks import TASK_NAMES  # noqa: E402
 from tests.hf_helpers import save_model, task_tokenizer, tiny_gpt2, tiny_llama  # noqa: E402
 
 torch.set_num_threads(1)
@@ -103,9 +103,9 @@ def test_prune_evaluate_draw_every_task(model, task, model_dirs, jsonl_task, tmp
 
 def test_sparsity_reached_exactly_across_targets(model_dirs, tmp_path, capsys):
     """The cut ranks gates, so even after few steps (gates still nearly tied) the count is exact."""
-    from pruning.hard_concrete import MaskParameters
-    from pruning.language_models import cut_at_sparsity
-    from pruning.graph import ComputationalGraph
+    from edgeprune.pruning.hard_concrete import MaskParameters
+    from edgeprune.pruning.language_models import cut_at_sparsity
+    from edgeprune.core.graph import ComputationalGraph
 
     g = ComputationalGraph(2, 4)
     masks = MaskParameters(g, generator=torch.Generator().manual_seed(0))  # every gate at its init ~10
@@ -120,7 +120,7 @@ def test_sparsity_reached_exactly_across_targets(model_dirs, tmp_path, capsys):
 
 def test_interrupted_run_resumes_to_the_same_circuit(model_dirs, tmp_path, capsys):
     """Ctrl-C saves a checkpoint; ``--resume`` finishes the run with the circuit an uninterrupted run finds."""
-    from pruning.language_models import lm_config, load_model, prune_language_model
+    from edgeprune.pruning.language_models import lm_config, load_model, prune_language_model
 
     whole = tmp_path / "whole"
     assert _prune(model_dirs["gpt2"], "ioi-t1", whole, 0.9, "--checkpoint-every", "4") == 0
@@ -174,8 +174,8 @@ def test_circuit_from_another_model_is_refused(model_dirs, tmp_path, capsys):
 
 
 def test_circuit_edges_outside_the_graph_are_refused(model_dirs, tmp_path):
-    from pruning.language_models import circuit_edge_mask, load_model
-    from verify.circuit import Circuit
+    from edgeprune.pruning.language_models import circuit_edge_mask, load_model
+    from edgeprune.core.circuit import Circuit
 
     loaded = load_model(model_dirs["gpt2"])
     deep = Circuit(edges=[("tok", "a5.h0.q")])  # layer 5 in a 2-layer model
@@ -213,7 +213,7 @@ def test_architecture_without_adapter_is_refused(tmp_path, capsys):
 
 
 def test_draw_refuses_unknown_format(tmp_path, capsys):
-    from verify.circuit import Circuit
+    from edgeprune.core.circuit import Circuit
 
     Circuit(edges=[("tok", "out")]).save(tmp_path / "c.json")
     assert main(["draw", str(tmp_path / "c.json"), "-o", str(tmp_path / "c.jpg")]) == 2

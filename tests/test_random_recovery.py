@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from compiled.compiler import compile_program
-from edgeprune.errors import EdgePruneError
-from programs import rasp
-from programs.random_programs import (MAX_SEQ_LEN, NONTRIVIAL_COMPARISONS, VOCAB, all_inputs, build, minimize,
+from edgeprune.compiled.compiler import compile_program
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.programs import rasp
+from edgeprune.programs.random_programs import (MAX_SEQ_LEN, NONTRIVIAL_COMPARISONS, VOCAB, all_inputs, build, minimize,
                                       programs, random_program, recipe_json, recipe_size,
                                       shrink_candidates)
 
@@ -70,8 +70,8 @@ def _corpus_params() -> list:
 
 def ground_truth_report(recipe: dict):
     """The checker's verdict on the program's zero-ablation ground truth over every input."""
-    from compiled.ground_truth import ground_truth
-    from verify.checker import check_ground_truth
+    from edgeprune.compiled.ground_truth import ground_truth
+    from edgeprune.verify.checker import check_ground_truth
 
     item = build(recipe)
     model = compile_program(item.sop, set(recipe["vocab"]), recipe["max_seq_len"])
@@ -117,7 +117,7 @@ def generate_recipes(n: int) -> tuple[list[dict], dict[str, list[dict]]]:
 
 def _fails(recipe: dict, ablation: str = "zero", seed: int = 0) -> bool:
     """A failure to recover (against a ground truth that holds: a shrunk program must still qualify)."""
-    from pruning.recovery import recover_recipe
+    from edgeprune.usecases.recovery import recover_recipe
 
     try:
         if not ground_truth_report(recipe).ok:
@@ -132,7 +132,7 @@ def _fails(recipe: dict, ablation: str = "zero", seed: int = 0) -> bool:
 
 @pytest.mark.random_recovery
 def test_random_programs_recover_exactly(capsys):
-    from pruning.recovery import recover_many
+    from edgeprune.usecases.recovery import recover_many
 
     recipes, set_aside = generate_recipes(N_PROGRAMS)
     rows: list[dict] = [{}] * len(recipes)
@@ -153,7 +153,7 @@ def test_random_programs_recover_exactly(capsys):
         lines.append(f"  {recipe_json(recipe)}\n    -> minimal {key}")
         if key in known:
             continue
-        from pruning.recovery import recover_recipe
+        from edgeprune.usecases.recovery import recover_recipe
 
         res = recover_recipe(small, "zero", 0)
         corpus["programs"].append({
@@ -182,7 +182,7 @@ def test_random_programs_recover_exactly(capsys):
 @pytest.mark.parametrize("entry", _corpus_params())
 def test_corpus_program_recovers(entry):
     """A program that once failed recovers exactly now (open entries are strict xfails: a fix is noticed)."""
-    from pruning.recovery import recover_recipe
+    from edgeprune.usecases.recovery import recover_recipe
 
     res = recover_recipe(entry["recipe"], entry.get("ablation", "zero"), entry.get("seed", 0))
     assert res.comparison.exact, res.comparison.diff()

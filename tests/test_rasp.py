@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from programs import rasp
+from edgeprune.programs import rasp
 
 
 def test_primitives():

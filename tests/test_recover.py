@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from edgeprune.compiled.resolve import compile_registered
+
 from edgeprune.cli import main
 from tests.conftest import REFERENCE_DIR
 
@@ -32,14 +34,14 @@ def test_bad_arguments(capsys):
 
 
 def test_interrupted_recovery_resumes_to_the_same_circuit(tmp_path):
-    from pruning.recovery import recover
+    from edgeprune.usecases.recovery import recover
 
     ref = recover(str(REFERENCE_DIR / "xproportion"), "zero", 1, steps=80)
     run = tmp_path / "run"
-    from pruning.recovery import prepare
-    from pruning.defaults import recovery_config
-    from pruning.adapters.compiled import CompiledAdapter
-    from pruning.train import Pruner
+    from edgeprune.usecases.recovery import prepare
+    from edgeprune.pruning.defaults import recovery_config
+    from edgeprune.pruning.adapters.compiled import CompiledAdapter
+    from edgeprune.pruning.train import Pruner
 
     model, spec, data = prepare(str(REFERENCE_DIR / "xproportion"), "zero", 1)
     config = recovery_config("xproportion", None, seed=1, steps=80, checkpoint_every=20)
@@ -53,7 +55,7 @@ def test_interrupted_recovery_resumes_to_the_same_circuit(tmp_path):
 @pytest.mark.parametrize("program", ["reverse", "xproportion"])
 @pytest.mark.parametrize("seed", range(5))
 def test_reference_programs_recover_exactly_zero_ablation(program, seed):
-    from pruning.recovery import recover
+    from edgeprune.usecases.recovery import recover
 
     res = recover(str(REFERENCE_DIR / program), "zero", seed)
     assert res.comparison.exact, res.comparison.diff()
@@ -63,7 +65,7 @@ def test_reference_programs_recover_exactly_zero_ablation(program, seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("program,n_edges", [("reverse", 2), ("xproportion", 3)])
 def test_reference_programs_recover_exactly_interchange(program, n_edges):
-    from pruning.recovery import recover
+    from edgeprune.usecases.recovery import recover
 
     res = recover(str(REFERENCE_DIR / program), "interchange", 0)
     assert res.comparison.exact, res.comparison.diff()
@@ -75,7 +77,7 @@ def test_reference_programs_recover_exactly_interchange(program, n_edges):
 @pytest.mark.parametrize("program", ["hist", "length", "pair_balance", "sort_unique"])
 def test_other_imported_tracr_models_recover_their_ground_truth(program, ablation):
     """recover MODEL_DIR on the rest of the Tracr reference models (interchange: same-length corruptions)."""
-    from pruning.recovery import recover
+    from edgeprune.usecases.recovery import recover
 
     res = recover(str(REFERENCE_DIR / program), ablation, 0)
     assert res.comparison.exact, res.comparison.diff()
@@ -83,12 +85,12 @@ def test_other_imported_tracr_models_recover_their_ground_truth(program, ablatio
 
 def test_recover_model_matches_recover_on_a_registered_program():
     """The in-memory path (generated programs) trains and compares exactly as the registry path does."""
-    from programs.registry import get_program
-    from pruning.recovery import recover, recover_model
+    from edgeprune.programs.registry import get_program
+    from edgeprune.usecases.recovery import recover, recover_model
 
     spec = get_program("length")
     by_name = recover("length", "zero", 0, steps=40)
-    in_memory = recover_model(spec.compile(), spec.enumerate_inputs(), "zero", 0, 40, name="length",
+    in_memory = recover_model(compile_registered(spec.name), spec.enumerate_inputs(), "zero", 0, 40, name="length",
                               pruning=spec.pruning)
     assert in_memory.circuit == by_name.circuit and in_memory.truth == by_name.truth
     assert in_memory.layers == by_name.layers == 1 and in_memory.graph_edges == by_name.graph_edges == 13

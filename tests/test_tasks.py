@@ -12,11 +12,11 @@ import torch
 pytest.importorskip("transformers")
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
-from edgeprune.errors import EdgePruneError  # noqa: E402
-from pruning.tasks import TASK_NAMES, build_task, encode_examples  # noqa: E402
-from pruning.tasks import boolean_expressions as be  # noqa: E402
-from pruning.tasks import gendered_pronoun, greater_than, ioi, vocab  # noqa: E402
-from pruning.tasks.base import TaskExample  # noqa: E402
+from edgeprune.core.errors import EdgePruneError  # noqa: E402
+from edgeprune.pruning.tasks import TASK_NAMES, build_task, encode_examples  # noqa: E402
+from edgeprune.pruning.tasks import boolean_expressions as be  # noqa: E402
+from edgeprune.pruning.tasks import gendered_pronoun, greater_than, ioi, vocab  # noqa: E402
+from edgeprune.pruning.tasks.base import TaskExample  # noqa: E402
 from tests.hf_helpers import bpe_tokenizer, task_tokenizer  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from compiled.io import load_model, save_model
-from compiled.tracr_import import load_reference_dir, load_reference_samples
-from edgeprune.errors import InputError, ModelFileError
+from edgeprune.compiled.io import load_model, save_model
+from edgeprune.compiled.tracr_import import load_reference_dir, load_reference_samples
+from edgeprune.core.errors import InputError, ModelFileError
 from tests.conftest import REFERENCE_PROGRAMS
 
 
@@ -167,8 +167,8 @@ def test_live_tracr_model_converts_like_the_reference(reference_dir):
     from tracr.compiler import compiling, lib  # type: ignore
     from tracr.rasp import rasp  # type: ignore
 
-    from compiled.ground_truth import ground_truth
-    from compiled.tracr_import import from_tracr_model
+    from edgeprune.compiled.ground_truth import ground_truth
+    from edgeprune.compiled.tracr_import import from_tracr_model
 
     program = lib.make_reverse(rasp.tokens)
     assembled = compiling.compile_rasp_to_model(program, {1, 2, 3}, 5, compiler_bos="BOS", compiler_pad="compiler_pad")

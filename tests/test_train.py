@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from edgeprune.errors import EdgePruneError
-from pruning.adapters.compiled import CompiledAdapter
-from pruning.data import build_data, shuffle_corruption
-from pruning.objective import faithfulness_loss, lagrangian, lr_factor, target_at
-from pruning.threshold import binarize, bisect_threshold
-from pruning.train import CHECKPOINT_STATE, CHECKPOINT_TENSORS, METRICS, PruneConfig, PruneData, Pruner
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.adapters.compiled import CompiledAdapter
+from edgeprune.pruning.data import build_data, shuffle_corruption
+from edgeprune.pruning.objective import faithfulness_loss, lagrangian, lr_factor, target_at
+from edgeprune.pruning.threshold import binarize, bisect_threshold
+from edgeprune.pruning.train import CHECKPOINT_STATE, CHECKPOINT_TENSORS, METRICS, PruneConfig, PruneData, Pruner
 from tests.pruning_helpers import random_model
 
 INPUTS = [["a"], ["b", "c"], ["a", "b", "c"], ["c", "c", "a", "b"], ["b", "a"], ["c", "a", "b", "b"]]
@@ -131,9 +131,9 @@ def test_score_term_needs_per_example_masks_and_leaves_the_loss_value_alone():
 
 def test_faithful_cut_drops_ranked_edges_the_mean_cut_keeps(reference_dir):
     """Truth edges ranked first, a few idle edges still near 1: the mean rule keeps them, the faithful cut not."""
-    from compiled.ground_truth import ground_truth
-    from compiled.tracr_import import load_reference_dir, load_reference_samples
-    from verify.compare import compare
+    from edgeprune.compiled.ground_truth import ground_truth
+    from edgeprune.compiled.tracr_import import load_reference_dir, load_reference_samples
+    from edgeprune.verify.compare import compare
 
     model = load_reference_dir(reference_dir / "reverse")[0]
     inputs = [s["input"] for s in load_reference_samples(reference_dir / "reverse")]

@@ -17,9 +17,9 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from compiled.model import CompiledTransformer
-from verify.circuit import Circuit
-from verify.slow_forward import masked_forward
+from edgeprune.compiled.model import CompiledTransformer
+from edgeprune.core.circuit import Circuit
+from edgeprune.verify.slow_forward import masked_forward
 
 MAX_INPUTS = 4000
 

@@ -1,7 +1,7 @@
 """Graph-exact comparison of a recovered circuit with the ground truth, with a readable diff.
 
 Both sides first lose their dangling edges by the one rule of
-``verify.dangling.prune_dangling`` (an edge stays only if its writer is ``tok``/
+``edgeprune.core.dangling.prune_dangling`` (an edge stays only if its writer is ``tok``/
 ``pos`` or has an in-edge, and its reader's node is ``out`` or has an out-edge,
 to a fixed point): a dangling edge cannot carry anything from the input to the
 output, so keeping or dropping it is not a disagreement about the circuit.
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from verify import names
-from verify.circuit import Circuit, Edge, sort_edges
-from verify.dangling import prune_dangling
+from edgeprune.core import names
+from edgeprune.core.circuit import Circuit, Edge, sort_edges
+from edgeprune.core.dangling import prune_dangling
 
 
 @dataclass

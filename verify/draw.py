@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeprune.errors import EdgePruneError
-from verify import names
-from verify.circuit import Circuit
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.core import names
+from edgeprune.core.circuit import Circuit
 
 FORMATS = (".png", ".svg")
 ROLE_COLOURS = {"q": "#1f77b4", "k": "#2ca02c", "v": "#d62728", "": "#555555", "several": "#9467bd"}

@@ -13,9 +13,9 @@ from typing import Iterable
 
 import torch
 
-from edgeprune.errors import EdgePruneError
-from pruning.adapter import ModelAdapter
-from verify import names
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.adapter import ModelAdapter
+from edgeprune.core import names
 
 ABLATIONS = ("zero", "interchange")
 

@@ -12,9 +12,9 @@ from typing import Iterable
 
 import torch
 
-from compiled.model import CompiledTransformer
-from pruning.graph import ComputationalGraph
-from verify import names
+from edgeprune.compiled.model import CompiledTransformer
+from edgeprune.core.graph import ComputationalGraph
+from edgeprune.core import names
 
 ABLATIONS = ("zero", "interchange")
 

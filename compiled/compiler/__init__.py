@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
-from programs import rasp
-from edgeprune.errors import CompileError
+from edgeprune.programs import rasp
+from edgeprune.core.errors import CompileError
 
-from compiled.compiler.allocation import allocate
-from compiled.compiler.assemble import assemble
-from compiled.compiler.basis_inference import infer_bases
-from compiled.compiler.craft import Direction
-from compiled.compiler.expr_to_blocks import add_blocks
-from compiled.compiler.graph import ProgramGraph, extract_graph
-from compiled.compiler.validate import validate_graph
-from compiled.model import CompiledTransformer
+from edgeprune.compiled.compiler.allocation import allocate
+from edgeprune.compiled.compiler.assemble import assemble
+from edgeprune.compiled.compiler.basis_inference import infer_bases
+from edgeprune.compiled.compiler.craft import Direction
+from edgeprune.compiled.compiler.expr_to_blocks import add_blocks
+from edgeprune.compiled.compiler.graph import ProgramGraph, extract_graph
+from edgeprune.compiled.compiler.validate import validate_graph
+from edgeprune.compiled.model import CompiledTransformer
 
 __all__ = ["compile_program", "ProgramGraph"]
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from edgeprune.errors import CompileError
+from edgeprune.core.errors import CompileError
 
-from compiled.compiler.craft import MLP, AttentionHead, AttnMLPPair
-from compiled.compiler.graph import ProgramGraph
+from edgeprune.compiled.compiler.craft import MLP, AttentionHead, AttnMLPPair
+from edgeprune.compiled.compiler.graph import ProgramGraph
 
 
 def computational_depth(graph: ProgramGraph) -> dict[str, int]:

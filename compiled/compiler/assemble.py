@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from programs import rasp
+from edgeprune.programs import rasp
 
-from compiled.compiler.allocation import Layout
-from compiled.compiler.basis_inference import value_set_for_metadata
-from compiled.compiler.craft import MLP, AttentionHead, AttnMLPPair, Direction, from_values, join
-from compiled.compiler.graph import ProgramGraph
-from compiled.metadata import BlockMap, ModelMetadata, NodeInfo
-from compiled.model import CompiledTransformer, TransformerConfig
+from edgeprune.compiled.compiler.allocation import Layout
+from edgeprune.compiled.compiler.basis_inference import value_set_for_metadata
+from edgeprune.compiled.compiler.craft import MLP, AttentionHead, AttnMLPPair, Direction, from_values, join
+from edgeprune.compiled.compiler.graph import ProgramGraph
+from edgeprune.compiled.metadata import BlockMap, ModelMetadata, NodeInfo
+from edgeprune.compiled.model import CompiledTransformer, TransformerConfig
 
 
 def _projection(residual: list[Direction], sub: list[Direction]) -> np.ndarray:

@@ -13,11 +13,11 @@ import itertools
 import numbers
 from typing import Any, Callable
 
-from programs import rasp
-from edgeprune.errors import CompileError
+from edgeprune.programs import rasp
+from edgeprune.core.errors import CompileError
 
-from compiled.compiler.craft import Direction, from_values
-from compiled.compiler.graph import GraphNode, ProgramGraph
+from edgeprune.compiled.compiler.craft import Direction, from_values
+from edgeprune.compiled.compiler.graph import GraphNode, ProgramGraph
 
 
 def call_ignoring_arithmetic_errors(f: Callable[..., Any], label: str, *args: Any) -> Any:

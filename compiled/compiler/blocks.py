@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from edgeprune.errors import CompileError
+from edgeprune.core.errors import CompileError
 
-from compiled.compiler.craft import (
+from edgeprune.compiled.compiler.craft import (
     MLP, AttentionHead, AttnMLPPair, Bilinear, Direction, Linear, add, join, scale, space, vec,
 )
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from programs import rasp
-from edgeprune.errors import CompileError
+from edgeprune.programs import rasp
+from edgeprune.core.errors import CompileError
 
-from compiled.compiler import blocks
-from compiled.compiler.basis_inference import call_ignoring_arithmetic_errors
-from compiled.compiler.craft import Direction
-from compiled.compiler.graph import ProgramGraph
+from edgeprune.compiled.compiler import blocks
+from edgeprune.compiled.compiler.basis_inference import call_ignoring_arithmetic_errors
+from edgeprune.compiled.compiler.craft import Direction
+from edgeprune.compiled.compiler.graph import ProgramGraph
 
 
 def _total(f: Callable[..., Any], label: str) -> Callable[..., Any]:

@@ -11,8 +11,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from programs import rasp
-from edgeprune.errors import CompileError
+from edgeprune.programs import rasp
+from edgeprune.core.errors import CompileError
 
 
 @dataclass

@@ -6,10 +6,10 @@ The checks are Tracr's ``validating.static_validate`` plus the
 
 from __future__ import annotations
 
-from programs import rasp
-from edgeprune.errors import CompileError
+from edgeprune.programs import rasp
+from edgeprune.core.errors import CompileError
 
-from compiled.compiler.graph import ProgramGraph
+from edgeprune.compiled.compiler.graph import ProgramGraph
 
 _UNSUPPORTED_SOPS = (rasp.Full, rasp.ConstantSOp, rasp.LengthType)
 

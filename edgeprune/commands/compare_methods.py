@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgeprune.selection import add_selection_arguments, selected_programs
-from edgeprune.errors import EdgePruneError
+from edgeprune.core.errors import EdgePruneError
 
 ALL_METHODS = ("ep", "hap", "eap", "eap-ig", "acdc")
 RANKED = ("eap", "eap-ig")
@@ -237,10 +237,10 @@ class CompiledBench(_Bench):
     """One compiled program: data, ground truth and the shared circuit scorer."""
 
     def __init__(self, target: str, opts: Options):
-        from compiled.ground_truth import ground_truth
-        from pruning.acdc import FaithfulnessEvaluator
-        from pruning.adapters.compiled import CompiledAdapter
-        from pruning.recovery import prepare
+        from edgeprune.compiled.ground_truth import ground_truth
+        from edgeprune.pruning.acdc import FaithfulnessEvaluator
+        from edgeprune.pruning.adapters.compiled import CompiledAdapter
+        from edgeprune.usecases.recovery import prepare
 
         self.opts = opts
         self.model, self.spec, self.data = prepare(target, opts.ablation, opts.seed)
@@ -257,15 +257,15 @@ class CompiledBench(_Bench):
 
     # ----- scoring a circuit -------------------------------------------------------
     def kl_of(self, edges) -> float:
-        from pruning.attribution import circuit_mask
+        from edgeprune.pruning.attribution import circuit_mask
 
         return self.ev(circuit_mask(self.graph, edges))
 
     def row(self, method: str, setting: str, circuit, clock: _Clock, key: str | None = None, **extra) -> Row:
-        from pruning.attribution import circuit_mask
-        from verify.circuit import Circuit
-        from verify.compare import compare
-        from verify.dangling import prune_dangling
+        from edgeprune.pruning.attribution import circuit_mask
+        from edgeprune.core.circuit import Circuit
+        from edgeprune.verify.compare import compare
+        from edgeprune.core.dangling import prune_dangling
 
         edges = sorted(prune_dangling(circuit.edges, self.graph.embeddings))
         out = self.ev.outputs(circuit_mask(self.graph, edges))
@@ -285,7 +285,7 @@ class CompiledBench(_Bench):
 
     # ----- methods -------------------------------------------------------------------
     def ep_config(self, steps: int | None, sparsity: float | None = None):
-        from pruning.defaults import recovery_config
+        from edgeprune.pruning.defaults import recovery_config
 
         over = {}
         if sparsity is not None:
@@ -294,7 +294,7 @@ class CompiledBench(_Bench):
                                seed=self.opts.seed, steps=steps, **over)
 
     def run_ep(self, sparsity: float | None = None) -> Row:
-        from pruning.train import Pruner
+        from edgeprune.pruning.train import Pruner
 
         cfg = self.ep_config(self.opts.steps, sparsity)
         with _Clock() as clk:
@@ -304,7 +304,7 @@ class CompiledBench(_Bench):
         return self.row("ep", setting, res.circuit, clk, key, steps=cfg.steps)
 
     def run_hap(self, sparsity: float | None = None) -> Row:
-        from pruning.hap import hap
+        from edgeprune.pruning.hap import hap
 
         o = self.opts
         sub = None if sparsity is None else _hap_subtarget(sparsity, o.hap_keep, self.graph.n_edges)
@@ -322,7 +322,7 @@ class CompiledBench(_Bench):
                         kept=len(res.subset))
 
     def run_ranked(self, method: str) -> list[Row]:
-        from pruning.attribution import edge_scores
+        from edgeprune.pruning.attribution import edge_scores
 
         o = self.opts
         with _Clock() as clk:
@@ -350,7 +350,7 @@ class CompiledBench(_Bench):
         return rows
 
     def run_acdc(self) -> Row:
-        from pruning.acdc import acdc
+        from edgeprune.pruning.acdc import acdc
 
         with _Clock() as clk:
             res = acdc(self.adapter, self.data, self.opts.ablation, self.opts.acdc_tau, relative=True, evaluator=self.ev)
@@ -377,7 +377,7 @@ def task_answer_metric(adapter, data, batch_size: int):
     """
     import torch
 
-    from pruning.attribution import batches, take
+    from edgeprune.pruning.attribution import batches, take
 
     answers = []
     with torch.no_grad():
@@ -407,9 +407,9 @@ class TaskKL:
     def __init__(self, adapter, data, ablation: str, batch_size: int):
         import torch
 
-        from pruning.attribution import batches, take
-        from pruning.disentangled import ablated_states
-        from pruning.language_models import engine_forward
+        from edgeprune.pruning.attribution import batches, take
+        from edgeprune.pruning.disentangled import ablated_states
+        from edgeprune.pruning.language_models import engine_forward
 
         self.adapter, self.n = adapter, len(data)
         self.forward = engine_forward(adapter)
@@ -449,8 +449,8 @@ class LMBench(_Bench):
     """
 
     def __init__(self, model: str, task: str, opts: Options, sizes=None, dtype: str = "float32", device: str = "cpu"):
-        from pruning.language_models import DEFAULT_TARGET_SPARSITY, load_model, load_task, prune_data, task_key
-        from pruning.metrics import TASK_METRICS
+        from edgeprune.pruning.language_models import DEFAULT_TARGET_SPARSITY, load_model, load_task, prune_data, task_key
+        from edgeprune.pruning.metrics import TASK_METRICS
 
         self.opts = opts
         self.loaded = load_model(model, dtype, device)
@@ -480,14 +480,14 @@ class LMBench(_Bench):
 
     # ----- scoring a circuit -------------------------------------------------------
     def circuit(self, edges, method: str):
-        from verify.circuit import Circuit
+        from edgeprune.core.circuit import Circuit
 
         meta = {"method": method, "ablation": self.opts.ablation, "n_edges_total": self.graph.n_edges,
                 "task": self.task, "source": self.loaded.source}  # model_id: stamped on the saved circuits only
         return Circuit(edges=list(edges), model=self.graph.model, meta=meta)
 
     def metrics(self, circuit) -> dict[str, float]:
-        from pruning.language_models import evaluate_circuit
+        from edgeprune.pruning.language_models import evaluate_circuit
 
         return evaluate_circuit(self.adapter, self.eval_batch, circuit, self.key, self.opts.ablation, self.batch_size)
 
@@ -509,14 +509,14 @@ class LMBench(_Bench):
 
     # ----- methods -------------------------------------------------------------------
     def config(self, steps: int | None, sparsity: float):
-        from pruning.language_models import lm_config
+        from edgeprune.pruning.language_models import lm_config
 
         return lm_config(sparsity, steps=steps or LM_STEPS, batch_size=self.batch_size, ablation=self.opts.ablation,
                          seed=self.opts.seed)
 
     def run_ep(self, sparsity: float | None = None) -> Row:
-        from pruning.language_models import cut_at_sparsity
-        from pruning.train import Pruner
+        from edgeprune.pruning.language_models import cut_at_sparsity
+        from edgeprune.pruning.train import Pruner
 
         s = self.target if sparsity is None else sparsity
         cfg = self.config(self.opts.steps, s)
@@ -528,8 +528,8 @@ class LMBench(_Bench):
                         steps=cfg.steps)
 
     def run_hap(self, sparsity: float | None = None) -> Row:
-        from pruning.hap import hap
-        from pruning.language_models import cut_at_sparsity
+        from edgeprune.pruning.hap import hap
+        from edgeprune.pruning.language_models import cut_at_sparsity
 
         o = self.opts
         s = self.target if sparsity is None else sparsity
@@ -550,7 +550,7 @@ class LMBench(_Bench):
                         kept=len(res.subset))
 
     def run_ranked(self, method: str) -> list[Row]:
-        from pruning.attribution import edge_scores
+        from edgeprune.pruning.attribution import edge_scores
 
         o, n = self.opts, self.graph.n_edges
 
@@ -577,7 +577,7 @@ class LMBench(_Bench):
         return rows
 
     def run_acdc(self) -> Row:
-        from pruning.acdc import acdc
+        from edgeprune.pruning.acdc import acdc
 
         o = self.opts
         with _Clock() as clk:  # the evaluator is ACDC's own cost here: no other method uses it
@@ -781,7 +781,7 @@ def read_rows(path: Path) -> list[Row]:
 
 def registry_order(rows: list[Row]) -> list[Row]:
     """Programs in registry order (others after them, by name), methods as ALL_METHODS, then as they came."""
-    from programs.registry import program_names
+    from edgeprune.programs.registry import program_names
 
     prog = {n: i for i, n in enumerate(program_names())}
     meth = {m: i for i, m in enumerate(ALL_METHODS)}
@@ -830,7 +830,7 @@ def run_programs(names: list[str], opts: Options, out: Path, resume: bool = Fals
     registry order."""
     from tqdm import tqdm
 
-    from edgeprune.parallel import run_jobs
+    from edgeprune.usecases.parallel import run_jobs
 
     if jobs < 1:
         raise EdgePruneError(f"--jobs must be at least 1, got {jobs}")
@@ -928,7 +928,7 @@ def run(args: argparse.Namespace) -> int:
     lm, many = _check_args(args)
     opts = _options(args, lm)
     if lm:
-        from pruning.language_models import parse_sizes
+        from edgeprune.pruning.language_models import parse_sizes
 
         label = f"{Path(args.model).name or args.model}-{Path(args.task).stem}"
         out = Path(args.out or f"results/compare-methods/{label}-{opts.ablation}")

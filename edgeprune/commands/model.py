@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edgeprune.errors import EdgePruneError, InputError
+from edgeprune.core.errors import EdgePruneError, InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,9 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def model_info(model) -> dict:
-    from compiled.ground_truth import ground_truth_dict
-    from pruning.graph import ComputationalGraph
-    from verify import names
+    from edgeprune.compiled.ground_truth import ground_truth_dict
+    from edgeprune.core.graph import ComputationalGraph
+    from edgeprune.core import names
 
     c, meta = model.config, model.metadata
     heads = [sorted(int(h.split(".h")[1]) for h in meta.blocks.heads if h.startswith(f"a{l}.")) for l in range(c.n_layers)]
@@ -62,7 +62,7 @@ def model_info(model) -> dict:
 
 
 def cmd_info(args) -> int:
-    from compiled.resolve import resolve_model
+    from edgeprune.compiled.resolve import resolve_model
 
     info = model_info(resolve_model(args.model))
     if args.json:
@@ -99,7 +99,7 @@ def _read_inputs(path: Path) -> list[list]:
 
 
 def cmd_run(args) -> int:
-    from compiled.resolve import resolve_model
+    from edgeprune.compiled.resolve import resolve_model
 
     model = resolve_model(args.model)
     if args.inputs and args.tokens:
@@ -123,9 +123,9 @@ def _coerce(model, token):
 
 
 def cmd_import(args) -> int:
-    from compiled.ground_truth import ground_truth_dict
-    from compiled.io import save_model
-    from compiled.tracr_import import load_reference_dir
+    from edgeprune.compiled.ground_truth import ground_truth_dict
+    from edgeprune.compiled.io import save_model
+    from edgeprune.compiled.tracr_import import load_reference_dir
 
     model, _ = load_reference_dir(args.ref_dir)
     save_model(model, args.out, ground_truth=ground_truth_dict(model))
@@ -134,9 +134,9 @@ def cmd_import(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from compiled.ground_truth import ground_truth_dict
-    from compiled.io import save_model
-    from compiled.resolve import compile_registered
+    from edgeprune.compiled.ground_truth import ground_truth_dict
+    from edgeprune.compiled.io import save_model
+    from edgeprune.compiled.resolve import compile_registered
 
     model = compile_registered(args.program)
     save_model(model, args.out, ground_truth=ground_truth_dict(model))

@@ -23,7 +23,7 @@ def _fmt_vocab(vocab: list[Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from programs.registry import list_programs
+    from edgeprune.programs.registry import list_programs
 
     rows = [spec.to_dict() for spec in list_programs()]
     if args.json:

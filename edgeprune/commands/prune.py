@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from edgeprune.errors import EdgePruneError
+from edgeprune.core.errors import EdgePruneError
 
 TASK_HELP = "ioi, ioi-t1, gt, gp, boolean-ip, boolean-fs, or a JSONL file of clean/corrupted pairs"
 
@@ -95,7 +95,7 @@ def _distributed_requested(args: argparse.Namespace) -> bool:
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    from pruning.language_models import (DEFAULT_TARGET_SPARSITY, lm_config, load_model, parse_sizes,
+    from edgeprune.pruning.language_models import (DEFAULT_TARGET_SPARSITY, lm_config, load_model, parse_sizes,
                                          prune_language_model)
 
     if args.resume and not args.out:
@@ -108,7 +108,7 @@ def run_prune(args: argparse.Namespace) -> int:
                        checkpoint_every=args.checkpoint_every, per_example_masks=args.per_example_masks or None)
     sizes = parse_sizes(args.examples)
     if _distributed_requested(args):
-        from pruning.distributed import prune_distributed
+        from edgeprune.pruning.distributed import prune_distributed
 
         result = prune_distributed(args.model, args.task, config, out_dir=args.out, sizes=sizes, seed=args.seed,
                                    dtype=args.dtype, device=args.device, backend=args.backend,
@@ -129,8 +129,8 @@ def run_prune(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from pruning.language_models import circuit_metrics, load_model, load_task, parse_sizes
-    from verify.circuit import Circuit
+    from edgeprune.pruning.language_models import circuit_metrics, load_model, load_task, parse_sizes
+    from edgeprune.core.circuit import Circuit
 
     circuit = Circuit.load(args.circuit)
     loaded = load_model(args.model, args.dtype, args.device)
@@ -143,7 +143,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_draw(args: argparse.Namespace) -> int:
-    from verify.draw import draw_circuit
+    from edgeprune.verify.draw import draw_circuit
 
     path = draw_circuit(args.circuit, args.output, title=args.title)
     print(f"wrote {path}")

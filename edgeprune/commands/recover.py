@@ -8,7 +8,7 @@ import sys
 import time
 
 from edgeprune.selection import add_selection_arguments, selected_programs
-from edgeprune.errors import EdgePruneError
+from edgeprune.core.errors import EdgePruneError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _one(args: argparse.Namespace) -> int:
-    from pruning.recovery import recover
+    from edgeprune.usecases.recovery import recover
 
     extra = {}
     if args.checkpoint_every is not None:
@@ -61,7 +61,7 @@ def _row_line(r: dict, w: int) -> str:
 
 
 def _all(args: argparse.Namespace) -> int:
-    from pruning.recovery import recover_many
+    from edgeprune.usecases.recovery import recover_many
     from tqdm import tqdm
 
     if args.jobs < 1:
@@ -88,7 +88,7 @@ def _all(args: argparse.Namespace) -> int:
     done = [r for r in rows if r is not None]
     n_ok = sum(bool(r["exact"]) for r in done)
     if args.report:
-        from verify.report import write_report
+        from edgeprune.usecases.report import write_report
 
         command = "edgeprune recover --all" + (f" --programs {','.join(names)}" if args.programs else "")
         command += f" --ablation {args.ablation} --seed {args.seed} --jobs {args.jobs}"

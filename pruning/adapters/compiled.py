@@ -6,9 +6,9 @@ import hashlib
 
 import torch
 
-from compiled.model import CompiledTransformer
-from pruning.adapter import ModelAdapter
-from pruning.graph import ComputationalGraph
+from edgeprune.compiled.model import CompiledTransformer
+from edgeprune.pruning.adapter import ModelAdapter
+from edgeprune.core.graph import ComputationalGraph
 
 
 class CompiledAdapter(ModelAdapter):

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from edgeprune.errors import EdgePruneError
-from pruning.adapters.hf_loading import HFAdapterBase
-from pruning.graph import ComputationalGraph
-from verify import names
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.adapters.hf_loading import HFAdapterBase
+from edgeprune.core.graph import ComputationalGraph
+from edgeprune.core import names
 
 
 class GPT2Adapter(HFAdapterBase):

@@ -17,13 +17,13 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-from edgeprune.errors import EdgePruneError, ModelFileError
-from pruning.adapter import ModelAdapter
+from edgeprune.core.errors import EdgePruneError, ModelFileError
+from edgeprune.pruning.adapter import ModelAdapter
 
 #: architecture class name -> (module, adapter class name); imported lazily to avoid cycles
 SUPPORTED_ARCHITECTURES: dict[str, tuple[str, str]] = {
-    "GPT2LMHeadModel": ("pruning.adapters.gpt2", "GPT2Adapter"),
-    "LlamaForCausalLM": ("pruning.adapters.llama", "LlamaAdapter"),
+    "GPT2LMHeadModel": ("edgeprune.pruning.adapters.gpt2", "GPT2Adapter"),
+    "LlamaForCausalLM": ("edgeprune.pruning.adapters.llama", "LlamaAdapter"),
 }
 
 _DTYPES: dict[str, torch.dtype] = {

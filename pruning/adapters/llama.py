@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from pruning.adapters.hf_loading import HFAdapterBase
-from pruning.graph import ComputationalGraph
-from verify import names
+from edgeprune.pruning.adapters.hf_loading import HFAdapterBase
+from edgeprune.core.graph import ComputationalGraph
+from edgeprune.core import names
 
 
 class LlamaAdapter(HFAdapterBase):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgeprune.errors import EdgePruneError
-from pruning.tasks.base import SPLITS, TaskBatch, TaskDataset, TaskExample, encode_examples
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.tasks.base import SPLITS, TaskBatch, TaskDataset, TaskExample, encode_examples
 
 TASK_NAMES: tuple[str, ...] = ("ioi", "ioi-t1", "gt", "gp", "boolean-ip", "boolean-fs")
 
@@ -32,23 +32,23 @@ def build_task(name: str | Path, tokenizer: Any = None, n: int | Sequence[int] |
     if key in TASK_NAMES:
         sizes = n if n is not None else DEFAULT_SIZES[key]
         if key in ("ioi", "ioi-t1"):
-            from pruning.tasks import ioi
+            from edgeprune.pruning.tasks import ioi
 
             return ioi.build(tokenizer, sizes, seed, single_template=key == "ioi-t1")
         if key == "gt":
-            from pruning.tasks import greater_than
+            from edgeprune.pruning.tasks import greater_than
 
             return greater_than.build(tokenizer, sizes, seed)
         if key == "gp":
-            from pruning.tasks import gendered_pronoun
+            from edgeprune.pruning.tasks import gendered_pronoun
 
             return gendered_pronoun.build(tokenizer, sizes, seed)
-        from pruning.tasks import boolean_expressions
+        from edgeprune.pruning.tasks import boolean_expressions
 
         return boolean_expressions.build(tokenizer, sizes, seed, fmt=key.split("-")[1])
     path = Path(key)
     if path.suffix in (".jsonl", ".json") or path.exists():
-        from pruning.tasks import custom
+        from edgeprune.pruning.tasks import custom
 
         return custom.build(path, tokenizer)
     raise EdgePruneError(f"unknown task {key!r}; choose one of {', '.join(TASK_NAMES)} or give a .jsonl file")

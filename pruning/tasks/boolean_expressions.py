@@ -12,8 +12,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, Sequence, Union
 
-from edgeprune.errors import EdgePruneError
-from pruning.tasks.base import TaskDataset, TaskExample, generate_splits, same_length, split_sizes
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.tasks.base import TaskDataset, TaskExample, generate_splits, same_length, split_sizes
 
 # ---------------------------------------------------------------------------------------------
 # expression trees

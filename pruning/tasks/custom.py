@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from edgeprune.errors import EdgePruneError
-from pruning.tasks.base import SPLITS, TaskDataset, TaskExample
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.tasks.base import SPLITS, TaskDataset, TaskExample
 
 _SPAN = re.compile(r"<predict>(.*?)</predict>", re.DOTALL)
 _ALIASES = {"val": "validation", "valid": "validation", "dev": "validation", "eval": "validation"}

@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 from typing import Any, Sequence
 
-from pruning.tasks.base import TaskDataset, TaskExample, generate_splits, split_sizes
-from pruning.tasks.vocab import FEMALE_NAMES, MALE_NAMES
+from edgeprune.pruning.tasks.base import TaskDataset, TaskExample, generate_splits, split_sizes
+from edgeprune.pruning.tasks.vocab import FEMALE_NAMES, MALE_NAMES
 
 # Our own templates in the style of the original notebook.
 TEMPLATES: tuple[str, ...] = (

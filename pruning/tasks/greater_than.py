@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from typing import Any, Sequence
 
-from pruning.tasks.base import TaskDataset, TaskExample, generate_splits, split_sizes
-from pruning.tasks.vocab import GT_NOUNS
+from edgeprune.pruning.tasks.base import TaskDataset, TaskExample, generate_splits, split_sizes
+from edgeprune.pruning.tasks.vocab import GT_NOUNS
 
 YEAR_CLASSES: tuple[str, ...] = tuple(f"{i:02d}" for i in range(100))
 

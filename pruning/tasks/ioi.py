@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from typing import Any, Sequence
 
-from pruning.tasks.base import TaskDataset, TaskExample, generate_splits, split_sizes
-from pruning.tasks.vocab import NAMES, OBJECTS, PLACES
+from edgeprune.pruning.tasks.base import TaskDataset, TaskExample, generate_splits, split_sizes
+from edgeprune.pruning.tasks.vocab import NAMES, OBJECTS, PLACES
 
 # Templates in BABA form: {B} is the subject (mentioned first and again), {A} the indirect object.
 # Our own wording, in the style of the IOI templates; the ABBA variant swaps the first two names.

@@ -9,8 +9,8 @@ from typing import Iterable
 
 import networkx as nx
 
-from edgeprune.errors import EdgePruneError
-from verify import names
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.core import names
 
 Edge = tuple[str, str]
 

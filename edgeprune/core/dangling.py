@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from verify import names
+from edgeprune.core import names
 
 Edge = tuple[str, str]
 

@@ -10,14 +10,14 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from compiled.model import CompiledTransformer
-from edgeprune.errors import EdgePruneError
-from pruning.adapters.compiled import CompiledAdapter
-from pruning.data import Corrupt, build_data, shuffle_corruption
-from pruning.defaults import recovery_config
-from pruning.train import PruneConfig, PruneData, Pruner
-from verify.circuit import Circuit
-from verify.compare import Comparison, compare
+from edgeprune.compiled.model import CompiledTransformer
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.pruning.adapters.compiled import CompiledAdapter
+from edgeprune.pruning.data import Corrupt, build_data, shuffle_corruption
+from edgeprune.pruning.defaults import recovery_config
+from edgeprune.pruning.train import PruneConfig, PruneData, Pruner
+from edgeprune.core.circuit import Circuit
+from edgeprune.verify.compare import Comparison, compare
 
 MAX_ENUMERATED = 1000  # train on every input when there are at most this many, else on a sample
 N_SAMPLED = 512
@@ -47,7 +47,7 @@ class RecoveryResult:
 
 def _registry_spec(name: str) -> Any | None:
     try:
-        from programs.registry import get_program
+        from edgeprune.programs.registry import get_program
     except ImportError:
         return None
     try:
@@ -58,7 +58,7 @@ def _registry_spec(name: str) -> Any | None:
 
 def load_target(target: str) -> tuple[CompiledTransformer, Any | None, Path | None]:
     """(model, registry spec or None, directory or None) for a program name or a model directory."""
-    from compiled.resolve import resolve_model
+    from edgeprune.compiled.resolve import resolve_model
 
     p = Path(target)
     model = resolve_model(target)
@@ -78,7 +78,7 @@ def training_inputs(model: CompiledTransformer, spec: Any | None, directory: Pat
             return spec.enumerate_inputs()
         return spec.sample_inputs(random.Random(seed), N_SAMPLED)
     if directory is not None and (directory / "samples.json").is_file():
-        from compiled.tracr_import import load_reference_samples
+        from edgeprune.compiled.tracr_import import load_reference_samples
 
         return [s["input"] for s in load_reference_samples(directory)]
     raise EdgePruneError(
@@ -129,7 +129,7 @@ def recover_model(model: CompiledTransformer, inputs: Sequence[Sequence[Any]], a
 def _prune_and_compare(model: CompiledTransformer, data: PruneData, name: str, spec_pruning: dict | None,
                        ablation: str, seed: int, steps: int | None, run_dir: str | Path | None, resume: bool,
                        progress: bool, t0: float, overrides: dict) -> RecoveryResult:
-    from compiled.ground_truth import ground_truth
+    from edgeprune.compiled.ground_truth import ground_truth
 
     config = recovery_config(name, spec_pruning, ablation=ablation, seed=seed, steps=steps, **overrides)
     adapter = CompiledAdapter(model)
@@ -150,8 +150,8 @@ def _prune_and_compare(model: CompiledTransformer, data: PruneData, name: str, s
 def recover_recipe(recipe: dict, ablation: str = "zero", seed: int = 0, steps: int | None = None,
                    **overrides: Any) -> RecoveryResult:
     """Recover a generated program (``programs.random_programs`` recipe), trained on every input."""
-    from compiled.compiler import compile_program
-    from programs import random_programs
+    from edgeprune.compiled.compiler import compile_program
+    from edgeprune.programs import random_programs
 
     item = random_programs.build(recipe)
     model = compile_program(item.sop, set(recipe["vocab"]), recipe["max_seq_len"], name="random_program")
@@ -190,8 +190,8 @@ def _lost_row(job: dict) -> dict:
 
 def recover_many(jobs_: Sequence[dict], jobs: int = 1) -> Iterator[tuple[int, dict]]:
     """Run recovery jobs (``{"kind": "program"|"recipe", "target"|"recipe": ..., "ablation", "seed", "steps"}``),
-    ``jobs`` at a time in worker processes (``edgeprune.parallel.run_jobs``); yields ``(index, row)`` as each
+    ``jobs`` at a time in worker processes (``edgeprune.usecases.parallel.run_jobs``); yields ``(index, row)`` as each
     finishes."""
-    from edgeprune.parallel import run_jobs
+    from edgeprune.usecases.parallel import run_jobs
 
     yield from run_jobs(_recover_job, [dict(j) for j in jobs_], jobs, _lost_row)

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgeprune.errors import EdgePruneError
-from verify import names
-from verify.circuit import Circuit
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.core import names
+from edgeprune.core.circuit import Circuit
 
 CIRCUITS = "circuits"
 MAX_LISTED = 6  # edges listed per side in a row's diff; the rest is counted
@@ -42,7 +42,7 @@ def result_cell(row: dict) -> str:
 
 def _draw(row: dict, directory: Path, fmt: str) -> list[str]:
     """Pictures for one row (relative paths): the recovered circuit, and the ground truth when they differ."""
-    from verify.draw import draw_circuit
+    from edgeprune.verify.draw import draw_circuit
 
     name = row["program"]
     circuits = directory / CIRCUITS
@@ -64,7 +64,7 @@ def write_report(rows: Sequence[dict], directory: str | Path, meta: dict[str, An
                  draw: bool = True) -> Path:
     """Write ``README.md``, ``results.json`` and ``circuits/`` to ``directory``; returns the README path.
 
-    ``rows`` are ``pruning.recovery.summary_row`` dicts (or ``{"program", "exact": False, "error"}``), in the
+    ``rows`` are ``edgeprune.usecases.recovery.summary_row`` dicts (or ``{"program", "exact": False, "error"}``), in the
     order the table should show; ``meta`` holds the run's settings (ablation, seed, jobs, wall_seconds, command).
     """
     if fmt not in ("png", "svg"):

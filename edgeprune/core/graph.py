@@ -13,7 +13,7 @@ from functools import cached_property
 
 import torch
 
-from verify import names
+from edgeprune.core import names
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class ComputationalGraph:
         return m
 
     def check_edge(self, edge: tuple[str, str]) -> None:
-        from edgeprune.errors import EdgePruneError
+        from edgeprune.core.errors import EdgePruneError
 
         if edge not in self.edge_set:
             raise EdgePruneError(

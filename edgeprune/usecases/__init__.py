@@ -1,0 +1,1 @@
+"""Use cases above the engine: recovery, method comparison, reports, worker pools."""
