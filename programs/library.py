@@ -70,7 +70,7 @@ def make_shuffle_dyck(pairs: Sequence[str]) -> rasp.SOp:
     for pair in pairs:
         if len(pair) != 2:
             raise ValueError(f"bracket pair {pair!r} must be two characters, an open and a close token")
-        open_token, close_token = pair
+        open_token, close_token = pair[0], pair[1]
         balance = make_pair_balance(rasp.tokens, open_token=open_token, close_token=close_token)
         balances.append(balance.named(f"balance_{pair}"))
 

@@ -24,3 +24,21 @@ from hypothesis import settings as _settings
 _settings.register_profile("repro", derandomize=True, deadline=None)
 _settings.register_profile("explore", deadline=None)
 _settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "repro"))
+
+
+# A test skipped because a package is missing is a test that never ran. With
+# EDGEPRUNE_NO_SKIPS=1 (set by .ci/run, which installs every extra) any skip fails the run.
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _SKIPPED.append(f"{report.nodeid}: {report.longrepr[-1] if isinstance(report.longrepr, tuple) else ''}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _os.environ.get("EDGEPRUNE_NO_SKIPS") == "1" and _SKIPPED:
+        print("\nEDGEPRUNE_NO_SKIPS=1 and these tests were skipped (a skipped test never ran):")
+        for line in _SKIPPED:
+            print(f"  {line}")
+        session.exitstatus = 1

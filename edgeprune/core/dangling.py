@@ -17,7 +17,7 @@ Edge = tuple[str, str]
 
 
 def prune_dangling(edges: Iterable[Edge], embeddings: tuple[str, ...] = (names.TOK, names.POS)) -> set[Edge]:
-    kept = set(map(tuple, edges))
+    kept: set[tuple[str, str]] = {(e[0], e[1]) for e in edges}
     while True:
         has_in = {names.reader_node(r) for _, r in kept}
         has_out = {w for w, _ in kept}

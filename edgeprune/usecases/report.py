@@ -21,7 +21,7 @@ MAX_LISTED = 6  # edges listed per side in a row's diff; the rest is counted
 
 
 def _edges(items: Sequence[Sequence[str]]) -> str:
-    shown = ", ".join(f"`{names.edge_str(tuple(e))}`" for e in items[:MAX_LISTED])
+    shown = ", ".join(f"`{names.edge_str((e[0], e[1]))}`" for e in items[:MAX_LISTED])
     more = len(items) - MAX_LISTED
     return shown + (f" and {more} more" if more > 0 else "")
 
