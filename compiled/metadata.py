@@ -35,7 +35,7 @@ class NodeInfo:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NodeInfo":
-        known = {k: d.get(k) for k in cls.__dataclass_fields__ if k in d}
+        known: dict[str, Any] = {k: d.get(k) for k in cls.__dataclass_fields__ if k in d}
         return cls(**known)
 
 

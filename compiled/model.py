@@ -54,6 +54,22 @@ def param_shapes(c: TransformerConfig) -> dict[str, tuple[int, ...]]:
 class CompiledTransformer(nn.Module):
     """A compiled RASP program; ``metadata`` says what every direction and block means."""
 
+    # Weights, registered by name from ``param_shapes`` (declared here for readers and type checkers).
+    token_embed: nn.Parameter
+    pos_embed: nn.Parameter
+    W_Q: nn.Parameter
+    b_Q: nn.Parameter
+    W_K: nn.Parameter
+    b_K: nn.Parameter
+    W_V: nn.Parameter
+    b_V: nn.Parameter
+    W_O: nn.Parameter
+    b_O: nn.Parameter
+    W_1: nn.Parameter
+    b_1: nn.Parameter
+    W_2: nn.Parameter
+    b_2: nn.Parameter
+
     def __init__(self, config: TransformerConfig, metadata: ModelMetadata, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.config = config

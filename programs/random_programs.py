@@ -187,8 +187,8 @@ def apply_step(pool: list[Item], step: dict, max_seq_len: int = MAX_SEQ_LEN) -> 
                    from_cat_aggregate=True)
     elif kind == "num_mean":  # mean of a 0/1 numerical SOp over any selector
         base = ref("base", numerical=False, total=True)
-        vals = sorted(base.values, key=repr)
-        chosen = vals[const() % len(vals)]
+        ordered = sorted(base.values, key=repr)
+        chosen = ordered[const() % len(ordered)]
         bool_vals = {int(x == chosen) for x in base.values}
         if bool_vals != {0, 1}:
             return None

@@ -36,7 +36,8 @@ import torch
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.pruning import objective as obj
 from edgeprune.pruning.adapter import ModelAdapter
-from edgeprune.pruning.disentangled import ABLATIONS, DisentangledForward, ablated_states
+from edgeprune.core import options
+from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
 from edgeprune.core.graph import ComputationalGraph
 from edgeprune.pruning.train import PruneData
 from edgeprune.core.circuit import Circuit, Edge
@@ -85,8 +86,7 @@ def stream_dtype(adapter: ModelAdapter, data: PruneData) -> torch.dtype:
 
 
 def check_ablation(ablation: str, data: PruneData) -> None:
-    if ablation not in ABLATIONS:
-        raise EdgePruneError(f"unknown ablation {ablation!r}; use one of {', '.join(ABLATIONS)}")
+    options.check_ablation(ablation)
     if ablation == "interchange" and data.corrupted is None:
         raise EdgePruneError("interchange ablation needs corrupted inputs in the data; give corruptions or use zero ablation")
 
@@ -116,10 +116,10 @@ def _answer_metric(kind: str, full: torch.Tensor, ablated_out: torch.Tensor | No
     assert ablated_out is not None
     direction = (full - ablated_out) * mask.to(full.dtype)
 
-    def metric(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def projected(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return (out * direction[idx].to(out.dtype)).sum()
 
-    return metric
+    return projected
 
 
 def _kl_metric(loss_kind: str, full: torch.Tensor, mask: torch.Tensor) -> MetricFn:

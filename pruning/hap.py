@@ -49,6 +49,7 @@ def select_subgraph(scores: EdgeScores, keep_fraction: float | None = None, edge
             raise EdgePruneError(f"HAP edge budget must be at least 1, got {edge_budget}")
         k = min(edge_budget, n)
     else:
+        assert keep_fraction is not None
         if not 0.0 < keep_fraction <= 1.0:
             raise EdgePruneError(f"HAP kept fraction must lie in (0, 1], got {keep_fraction}")
         k = max(1, math.ceil(keep_fraction * n))

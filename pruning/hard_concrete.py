@@ -104,7 +104,7 @@ class SubsetGraph(ComputationalGraph):
 
     @cached_property
     def edges(self) -> list[tuple[str, str]]:
-        return [e for e in ComputationalGraph.edges.func(self) if e in self.subset]
+        return [e for e in ComputationalGraph.edges.func(self) if e in self.subset]  # type: ignore[attr-defined]
 
     def allowed_mask(self) -> torch.Tensor:
         m = torch.zeros(len(self.writers), len(self.readers))
@@ -141,6 +141,9 @@ class MaskParameters(nn.Module):
     With ``edge_subset`` only those edges get a log-alpha (``self.graph`` becomes the restricted
     graph); every other edge has mask 0 in ``dense`` and never enters the optimisation.
     """
+
+    edge_writer: torch.Tensor  # (n_edges,) writer index of each edge (a buffer)
+    edge_reader: torch.Tensor  # (n_edges,) reader index of each edge (a buffer)
 
     def __init__(self, graph: ComputationalGraph, cfg: HardConcreteConfig = DEFAULT, generator: torch.Generator | None = None,
                  edge_subset: Iterable[tuple[str, str]] | torch.Tensor | None = None):

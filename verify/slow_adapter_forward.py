@@ -56,7 +56,7 @@ def masked_forward_adapter(adapter: ModelAdapter, ids: torch.Tensor, edges: Iter
     """Task output (``adapter.readout``) when only ``edges`` carry clean activations."""
     if ablation not in ABLATIONS:
         raise EdgePruneError(f"ablation must be one of {', '.join(ABLATIONS)}, got {ablation!r}")
-    kept = {tuple(e) for e in edges}
+    kept = {(e[0], e[1]) for e in edges}
     ablated = None
     if ablation == "interchange":
         if corrupted_ids is None or corrupted_ids.shape != ids.shape:

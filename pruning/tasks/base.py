@@ -88,7 +88,10 @@ class TaskBatch:
         else:
             rows = [int(i) for i in index]
         idx = torch.tensor(rows, dtype=torch.long)
-        pick = lambda t: t.index_select(0, idx)  # noqa: E731
+
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return t.index_select(0, idx)
+
         return TaskBatch(
             clean_ids=pick(self.clean_ids), corrupted_ids=pick(self.corrupted_ids),
             attention_mask=pick(self.attention_mask), loss_mask=pick(self.loss_mask),
@@ -105,13 +108,16 @@ class TaskBatch:
             yield self.select(slice(start, start + size))
 
     def to(self, device: torch.device | str) -> "TaskBatch":
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device)
+
         return TaskBatch(
             clean_ids=move(self.clean_ids), corrupted_ids=move(self.corrupted_ids),
             attention_mask=move(self.attention_mask), loss_mask=move(self.loss_mask), labels=move(self.labels),
             positions=move(self.positions), target_ids=move(self.target_ids),
             distractor_ids=move(self.distractor_ids), class_labels=move(self.class_labels),
-            class_ids=move(self.class_ids), examples=self.examples,
+            class_ids=None if self.class_ids is None else move(self.class_ids), examples=self.examples,
         )
 
 
