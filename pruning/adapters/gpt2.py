@@ -69,7 +69,7 @@ class GPT2Adapter(HFAdapterBase):
                 y = torch.einsum("bhtd,dhe->bhte", block.ln_1(self._in(x)), w)
             projected.append(y + b[None, :, None, :])
         q, k, v = projected
-        z = self._attend(q, k, v, block.attn.scaling, key_mask)  # (B, H, T, dh)
+        z = self._attend(q, k, v, _scaling(block.attn), key_mask)  # (B, H, T, dh)
         c_proj = block.attn.c_proj
         w_o = c_proj.weight.reshape(self.H, self.dh, self.D)
         heads = torch.einsum("bhte,hed->bhtd", z, w_o) + c_proj.bias / self.H
@@ -88,3 +88,15 @@ class GPT2Adapter(HFAdapterBase):
 
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.lm_head(self.tf.ln_f(self._in(x))).float()
+
+
+def _scaling(attn) -> float:
+    """The attention's score scale: ``attn.scaling`` where ``transformers`` has it (4.56 on), else
+    the same product from the flags older versions keep (1/sqrt(head_dim), then 1/(layer + 1))."""
+    scaling = getattr(attn, "scaling", None)
+    if scaling is not None:
+        return float(scaling)
+    value = attn.head_dim ** -0.5 if attn.scale_attn_weights else 1.0
+    if attn.scale_attn_by_inverse_layer_idx:
+        value /= float(attn.layer_idx + 1)
+    return value

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -55,6 +56,19 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
         raise EdgePruneError(f"unknown dtype {dtype!r}; use one of {', '.join(sorted(_DTYPES))}") from None
 
 
+def dtype_keyword() -> str:
+    """The ``from_pretrained`` keyword for the weights' dtype in the installed ``transformers``.
+
+    Why: 4.56 renamed ``torch_dtype`` to ``dtype``; older versions pass an unknown ``dtype``
+    on to the model's ``__init__``, which fails, and 5.x warns on ``torch_dtype``.
+    """
+    import transformers
+
+    version = re.match(r"(\d+)\.(\d+)", transformers.__version__)
+    major_minor = (int(version.group(1)), int(version.group(2))) if version else (99, 0)
+    return "dtype" if major_minor >= (4, 56) else "torch_dtype"
+
+
 def load_hf_model(name_or_dir: str | Path, dtype: str | torch.dtype = "float32", device: str | torch.device = "cpu",
                   tokenizer: bool = True, attn_implementation: str | None = "eager",
                   local_files_only: bool | None = None) -> HFModel:
@@ -76,7 +90,7 @@ def load_hf_model(name_or_dir: str | Path, dtype: str | torch.dtype = "float32",
         raise ModelFileError(
             f"model directory {src} does not exist; give an existing directory or a hub id such as gpt2"
         )
-    kwargs: dict[str, Any] = {"dtype": torch_dtype, "local_files_only": local_files_only}
+    kwargs: dict[str, Any] = {dtype_keyword(): torch_dtype, "local_files_only": local_files_only}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     try:
