@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from edgeprune.core.errors import EdgePruneError
+from edgeprune.core.options import check_ablation
 from edgeprune.pruning.adapter import ModelAdapter
-
-ABLATIONS = ("zero", "interchange")
 
 
 @dataclass
@@ -43,8 +42,7 @@ def prefix_points(adapter: ModelAdapter) -> list[int]:
 def ablated_states(adapter: ModelAdapter, ablation: str, ids: torch.Tensor, corrupted_ids: torch.Tensor | None,
                    key_mask: torch.Tensor | None = None) -> AblatedStates | None:
     """Corrupted activations for one batch (None under zero ablation); computed without gradients."""
-    if ablation not in ABLATIONS:
-        raise EdgePruneError(f"unknown ablation {ablation!r}; use one of {', '.join(ABLATIONS)}")
+    check_ablation(ablation)
     if ablation == "zero":
         return None
     if corrupted_ids is None:

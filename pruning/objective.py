@@ -26,8 +26,7 @@ import math
 import torch
 
 from edgeprune.core.errors import EdgePruneError
-
-LOSSES = ("kl", "seq_kl", "mse")
+from edgeprune.core.options import check_loss
 
 
 def default_loss(output_kind: str) -> str:
@@ -62,7 +61,8 @@ def faithfulness_per_example(kind: str, full: torch.Tensor, circuit: torch.Tenso
     if kind == "mse":  # squared error at the scored positions
         diff = (full - circuit) if full.dim() == 2 else (full - circuit).pow(2).sum(-1).sqrt()
         return (diff.pow(2) * maskf).sum(-1)
-    raise EdgePruneError(f"unknown loss {kind!r}; use one of {', '.join(LOSSES)}")
+    check_loss(kind)  # raises for an unknown name
+    raise EdgePruneError(f"loss {kind!r} has no implementation here")
 
 
 def sparsity(sampled: torch.Tensor) -> torch.Tensor:

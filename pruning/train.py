@@ -25,7 +25,8 @@ from safetensors.torch import load_file, save_file
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.pruning import objective as obj
 from edgeprune.pruning.adapter import ModelAdapter
-from edgeprune.pruning.disentangled import ABLATIONS, DisentangledForward, ablated_states
+from edgeprune.core.options import check_ablation, check_cut, check_loss
+from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
 from edgeprune.pruning.hard_concrete import MaskParameters, gate_score
 from edgeprune.pruning.threshold import extract_circuit
 from edgeprune.core.circuit import Circuit
@@ -34,7 +35,6 @@ CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT_FORMAT = "edgeprune-prune-checkpoint/1"
-CUTS = ("mean", "faithful", "minimal")
 
 
 @dataclass
@@ -69,12 +69,10 @@ class PruneConfig:
     cut_tolerance: float = 1e-3  # "faithful" cut: loss allowed, as a fraction of the empty circuit's loss
 
     def __post_init__(self) -> None:
-        if self.ablation not in ABLATIONS:
-            raise EdgePruneError(f"unknown ablation {self.ablation!r}; use one of {', '.join(ABLATIONS)}")
-        if self.loss is not None and self.loss not in obj.LOSSES:
-            raise EdgePruneError(f"unknown loss {self.loss!r}; use one of {', '.join(obj.LOSSES)}")
-        if self.cut not in CUTS:
-            raise EdgePruneError(f"unknown cut {self.cut!r}; use one of {', '.join(CUTS)}")
+        check_ablation(self.ablation)
+        if self.loss is not None:
+            check_loss(self.loss)
+        check_cut(self.cut)
         if self.score_weight and not self.per_example_masks:
             raise EdgePruneError("score_weight needs per_example_masks (the score term correlates each example's loss "
                                  "with its own mask sample); set per_example_masks=True or score_weight=0")

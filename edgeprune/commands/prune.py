@@ -8,6 +8,7 @@ import os
 import sys
 
 from edgeprune.core.errors import EdgePruneError
+from edgeprune.core.options import ABLATIONS
 
 TASK_HELP = "ioi, ioi-t1, gt, gp, boolean-ip, boolean-fs, or a JSONL file of clean/corrupted pairs"
 
@@ -21,7 +22,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--examples", default=None, metavar="N|TRAIN,VAL,TEST",
                    help="examples per split of a generated task (default: the paper's sizes)")
     p.add_argument("--seed", type=int, default=0, help="task generation and mask noise")
-    p.add_argument("--ablation", choices=("interchange", "zero"), default="interchange")
+    p.add_argument("--ablation", choices=ABLATIONS, default="interchange")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 

@@ -9,6 +9,7 @@ import time
 
 from edgeprune.selection import add_selection_arguments, selected_programs
 from edgeprune.core.errors import EdgePruneError
+from edgeprune.core.options import ABLATIONS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--report", default=None, metavar="DIR",
                    help="with --all: write DIR/README.md (Markdown table), a circuit picture per program, "
                         "and DIR/results.json")
-    p.add_argument("--ablation", choices=("zero", "interchange"), default="zero")
+    p.add_argument("--ablation", choices=ABLATIONS, default="zero")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the program's setting)")
     p.add_argument("--run-dir", default=None, help="directory for checkpoints, metrics.jsonl and circuit.json")
