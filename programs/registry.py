@@ -19,6 +19,7 @@ generator's state, so a seeded generator gives reproducible data.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import math
@@ -107,6 +108,8 @@ class ProgramSpec:
     # ground-truth edges that no valid input exercises ("writer -> reader" -> reason); the
     # checker tolerates exactly these, and recovery cannot be expected to find them
     unnecessary_edges: dict = field(default_factory=dict)
+    # the program built for another max_seq_len, where the construction depends on it (``with_settings``)
+    build_at_length: Optional[Callable[[int], rasp.SOp]] = None
 
     def __post_init__(self) -> None:
         if self.input_constraint not in CONSTRAINTS:
@@ -383,6 +386,7 @@ _SPECS: list[ProgramSpec] = [
         name="sort",
         description="tokens sorted ascending, repeats allowed (keys made unique with key + i/max_seq_len)",
         build=lambda: lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=5, min_key=1),
+        build_at_length=lambda n: lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=n, min_key=1),
         vocab=(1, 2, 3, 4),
         max_seq_len=5,
         output_encoding="categorical",
@@ -392,6 +396,7 @@ _SPECS: list[ProgramSpec] = [
         name="sort_freq",
         description="tokens sorted by descending frequency, ties in input order",
         build=lambda: lib.make_sort_freq(max_seq_len=5),
+        build_at_length=lambda n: lib.make_sort_freq(max_seq_len=n),
         vocab=(1, 2, 3, 4),
         max_seq_len=5,
         output_encoding="categorical",
@@ -646,6 +651,7 @@ _SPECS += [
         name="majority_token",
         description="out[i] = the most frequent token, ties to the one occurring first (position 0 of sort_freq)",
         build=lambda: libx.make_majority_token(4),
+        build_at_length=libx.make_majority_token,
         vocab=(1, 2, 3),
         max_seq_len=4,
         output_encoding="categorical",
@@ -655,6 +661,7 @@ _SPECS += [
         name="sort_desc",
         description="tokens sorted descending, repeats allowed (make_sort on negated keys)",
         build=lambda: libx.make_sort_desc(5),
+        build_at_length=libx.make_sort_desc,
         vocab=(1, 2, 3, 4),
         max_seq_len=5,
         output_encoding="categorical",
@@ -822,6 +829,33 @@ def program_names() -> list[str]:
     return [spec.name for spec in _SPECS]
 
 
+def sorted_vocab(vocab: Any) -> tuple[Token, ...]:
+    """A vocab as the registry keeps it: distinct tokens, sorted (mixed types by type name, then value)."""
+    items = list(dict.fromkeys(vocab))
+    try:
+        return tuple(sorted(items))
+    except TypeError:
+        return tuple(sorted(items, key=lambda t: (type(t).__name__, str(t))))
+
+
+def with_settings(spec: ProgramSpec, vocab: Optional[Sequence[Token]] = None,
+                  max_seq_len: Optional[int] = None) -> ProgramSpec:
+    """``spec`` at another vocab and/or max_seq_len (samplers, constraint and settings kept).
+
+    Why: Tracr's programs are usually studied at several sizes (``make_sort`` at
+    vocab {1..5}); a construction that depends on the length is rebuilt for it.
+    """
+    new_vocab = sorted_vocab(vocab) if vocab is not None else spec.vocab
+    new_len = max_seq_len if max_seq_len is not None else spec.max_seq_len
+    if new_vocab == spec.vocab and new_len == spec.max_seq_len:
+        return spec
+    build = spec.build
+    if spec.build_at_length is not None and new_len != spec.max_seq_len:
+        at = spec.build_at_length
+        build = lambda: at(new_len)  # noqa: E731
+    return dataclasses.replace(spec, vocab=new_vocab, max_seq_len=new_len, build=build)
+
+
 def get_program(name: str) -> ProgramSpec:
     """The spec called ``name``; an unknown name raises ``EdgePruneError`` listing the known ones."""
     try:
@@ -837,5 +871,6 @@ def get_program(name: str) -> ProgramSpec:
 
 
 __all__ = [
-    "CONSTRAINTS", "ProgramSpec", "get_program", "list_programs", "outputs_equal", "program_names", "values_equal",
+    "CONSTRAINTS", "ProgramSpec", "get_program", "list_programs", "outputs_equal", "program_names", "sorted_vocab",
+    "values_equal", "with_settings",
 ]

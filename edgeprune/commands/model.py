@@ -7,19 +7,22 @@ import json
 from pathlib import Path
 
 from edgeprune.core.errors import EdgePruneError, InputError
+from edgeprune.program_options import PROGRAM_HELP, USER_CODE_NOTE, add_program_arguments, program_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="describe a compiled model: layers, blocks, ground truth")
-    p.add_argument("model", help="saved model dir, Tracr reference dir, or program name")
+    p = sub.add_parser("info", help="describe a compiled model: layers, blocks, ground truth", epilog=USER_CODE_NOTE)
+    p.add_argument("model", help=PROGRAM_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_program_arguments(p)
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("run", help="run a compiled model on tokens")
-    p.add_argument("model", help="saved model dir, Tracr reference dir, or program name")
+    p = sub.add_parser("run", help="run a compiled model on tokens", epilog=USER_CODE_NOTE)
+    p.add_argument("model", help=PROGRAM_HELP)
     p.add_argument("tokens", nargs="*", help="input tokens (BOS is added)")
     p.add_argument("--inputs", type=Path, help="file with one JSON list of tokens per line")
     p.add_argument("--json", action="store_true", help="one JSON line {input, output} per input")
+    add_program_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("import-tracr", help="import a Tracr reference directory into a saved model")
@@ -27,9 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", type=Path, required=True, help="output model directory")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("compile", help="compile a library program and save it")
-    p.add_argument("program")
+    p = sub.add_parser("compile", help="compile a library program or your own program file and save it",
+                       epilog=USER_CODE_NOTE)
+    p.add_argument("program", help=PROGRAM_HELP.split(", a saved model")[0] + ", or your own program as "
+                   "path/to/file.py:function or package.module:function (loading a program file runs its code)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output model directory")
+    add_program_arguments(p)
     p.set_defaults(func=cmd_compile)
 
 
@@ -64,7 +70,7 @@ def model_info(model) -> dict:
 def cmd_info(args) -> int:
     from edgeprune.compiled.resolve import resolve_model
 
-    info = model_info(resolve_model(args.model))
+    info = model_info(resolve_model(args.model, **program_options(args)))
     if args.json:
         print(json.dumps(info))
         return 0
@@ -101,7 +107,7 @@ def _read_inputs(path: Path) -> list[list]:
 def cmd_run(args) -> int:
     from edgeprune.compiled.resolve import resolve_model
 
-    model = resolve_model(args.model)
+    model = resolve_model(args.model, **program_options(args))
     if args.inputs and args.tokens:
         raise EdgePruneError("give either tokens or --inputs FILE, not both")
     inputs = _read_inputs(args.inputs) if args.inputs else [args.tokens]
@@ -136,9 +142,13 @@ def cmd_import(args) -> int:
 def cmd_compile(args) -> int:
     from edgeprune.compiled.ground_truth import ground_truth_dict
     from edgeprune.compiled.io import save_model
-    from edgeprune.compiled.resolve import compile_registered
+    from edgeprune.compiled.resolve import compile_spec, program_spec_for
 
-    model = compile_registered(args.program)
+    if Path(args.program).is_dir():
+        raise EdgePruneError(f"{args.program} is a directory; compile takes a program name or file.py:function")
+    opts = program_options(args)
+    spec = program_spec_for(args.program, opts["vocab"], opts["max_seq_len"])
+    model = compile_spec(spec, compiler=opts["compiler"], causal=opts["causal"])
     save_model(model, args.out, ground_truth=ground_truth_dict(model))
     print(f"compiled {args.program} -> {args.out}")
     return 0
