@@ -137,20 +137,23 @@ def reader_supports(model: CompiledTransformer) -> dict[str, set[int]]:
 REFLEXIVE_PREDICATES = ("EQ", "LEQ", "GEQ")
 
 
-def bos_fallback_read(sel: NodeInfo, meta: ModelMetadata) -> bool:
+def bos_fallback_read(sel: NodeInfo, meta: ModelMetadata, causal: bool = False) -> bool:
     """Whether a numerical mean's BOS fallback can change an output the task reads.
 
     A selector comparing one SOp with itself by EQ, LEQ or GEQ selects at least the
     query's own position, so the fallback only ever acts at the BOS query.  The BOS
     position is read for a numerical output (the objective's softmax runs over every
-    position, BOS included, as in the reference) but not for a categorical one.
+    position, BOS included, as in the reference) but not for a categorical one; in a
+    causal model the BOS query can only attend BOS, so there the fallback is never read.
     """
     keys, queries = sel.keys or sel.operands[0], sel.queries or sel.operands[1]
     never_empty = keys == queries and sel.predicate in REFLEXIVE_PREDICATES
+    if never_empty and causal:
+        return False  # causal: the BOS query sees only the BOS key, attended with or without the fallback
     return not never_empty or meta.output_encoding == "numerical"
 
 
-def _head_semantic_owners(node: NodeInfo, meta: ModelMetadata) -> dict[str, set[str]]:
+def _head_semantic_owners(node: NodeInfo, meta: ModelMetadata, causal: bool = False) -> dict[str, set[str]]:
     """For a head computing ``node``: the owners (SOps / constants) each of q, k, v uses."""
     nodes = meta.node_by_label
     sel = nodes.get(node.selector or "")
@@ -168,6 +171,10 @@ def _head_semantic_owners(node: NodeInfo, meta: ModelMetadata) -> dict[str, set[
             k |= {keys, "bos"}
             if pred == "FALSE":
                 q, k = {"one"}, {"bos"}
+        elif meta.output_encoding == "numerical" and not causal:
+            # a numerical output is read at BOS too, where the BOS query's score on BOS (one x tokens:BOS)
+            # sets the width the MLP decodes there
+            q, k = {"one"}, {"bos"}
         v.add("bos")
     elif node.expr_type == "Aggregate":
         if pred == "FALSE":
@@ -177,7 +184,7 @@ def _head_semantic_owners(node: NodeInfo, meta: ModelMetadata) -> dict[str, set[
             k.add(keys)
         v.add(node.sop or node.operands[1])
         # the BOS fallback defines the output when nothing is selected: for a numerical mean (0)
-        if pred != "TRUE" and node.encoding == "numerical" and bos_fallback_read(sel, meta):
+        if pred != "TRUE" and node.encoding == "numerical" and bos_fallback_read(sel, meta, causal):
             q.add("one")
             k.add("bos")
     else:
@@ -201,7 +208,7 @@ def candidate_edges(model: CompiledTransformer, ablation: str = "zero") -> set[t
     # restrict attention inputs to what their RASP node uses
     for head, label in meta.blocks.heads.items():
         layer, h = names.parse_node(head)[1:3]
-        used = _head_semantic_owners(nodes[label], meta)
+        used = _head_semantic_owners(nodes[label], meta, bool(model.config.causal))
         for role in "qkv":
             r = names.head_input(layer, h, role)
             reads[r] = {i for i in reads[r] if owner_of[i] in used[role]}

@@ -133,6 +133,49 @@ def _batches(model: CompiledTransformer, pairs: Iterable[tuple[list[Any], list[A
         yield group, clean, corr
 
 
+class Oracle:
+    """Sufficiency of edge sets on fixed inputs, with the full model's outputs computed once.
+
+    ``failing(edges)`` lists up to ``limit`` inputs where the circuit ``edges``
+    (all others ablated) decodes differently from the model; ``sufficient(edges)``
+    is ``not failing(edges)``.  Used by the checker, the verdicts and the derived
+    ground truth, so all three judge a circuit by the very same test.
+    """
+
+    def __init__(self, model: CompiledTransformer, ablation: str = "zero",
+                 inputs: Sequence[list[Any]] | None = None,
+                 pairs: Sequence[tuple[list[Any], list[Any]]] | None = None, atol: float = 1e-3) -> None:
+        if pairs is None:
+            inputs = list(inputs) if inputs is not None else model_inputs(model)
+            pairs = interchange_pairs(inputs) if ablation == "interchange" else [(s, s) for s in inputs]
+        self.model, self.ablation, self.atol = model, ablation, atol
+        self.n_pairs = len(pairs)
+        self.groups = list(_batches(model, pairs))
+        with torch.no_grad():
+            self.refs = [_readout(model, model(clean)) for _, clean, _ in self.groups]
+
+    @torch.no_grad()
+    def failing(self, kept: Iterable[tuple[str, str]], limit: int = 5) -> list[dict]:
+        kept = set(kept)
+        model, ablation = self.model, self.ablation
+        bad: list[dict] = []
+        for (group, clean, corr), ref in zip(self.groups, self.refs):
+            got = _readout(model, masked_forward(model, clean, kept, ablation, corr if ablation == "interchange" else None))
+            for i in torch.nonzero(_differs(model, ref, got, self.atol)).flatten().tolist():
+                bad.append({"input": group[i][0], "corrupted": group[i][1]} if ablation == "interchange" else {"input": group[i][0]})
+                if len(bad) >= limit:
+                    return bad
+        return bad
+
+    def sufficient(self, kept: Iterable[tuple[str, str]]) -> bool:
+        return not self.failing(kept, limit=1)
+
+    def unnecessary(self, edges: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Edges of ``edges`` whose single removal keeps every output."""
+        kept = set(edges)
+        return [e for e in sorted(kept) if self.sufficient(kept - {e})]
+
+
 @torch.no_grad()
 def check_ground_truth(
     model: CompiledTransformer,
@@ -142,29 +185,15 @@ def check_ground_truth(
     pairs: Sequence[tuple[list[Any], list[Any]]] | None = None,
     necessity: bool = True,
     atol: float = 1e-3,
+    oracle: Oracle | None = None,
 ) -> CheckReport:
     """Check that ``circuit`` is sufficient and (optionally) that each of its edges is necessary."""
-    if pairs is None:
-        inputs = list(inputs) if inputs is not None else model_inputs(model)
-        pairs = interchange_pairs(inputs) if ablation == "interchange" else [(s, s) for s in inputs]
+    oracle = oracle or Oracle(model, ablation, inputs, pairs, atol)
     edges = set(circuit.edges)
-    groups = list(_batches(model, pairs))
-    refs = [_readout(model, model(clean)) for _, clean, _ in groups]
-
-    def failing(kept: set) -> list[dict]:
-        bad = []
-        for (group, clean, corr), ref in zip(groups, refs):
-            got = _readout(model, masked_forward(model, clean, kept, ablation, corr if ablation == "interchange" else None))
-            for i in torch.nonzero(_differs(model, ref, got, atol)).flatten().tolist():
-                bad.append({"input": group[i][0], "corrupted": group[i][1]} if ablation == "interchange" else {"input": group[i][0]})
-                if len(bad) >= 5:
-                    return bad
-        return bad
-
-    fails = failing(edges)
-    report = CheckReport(ablation, len(pairs), len(edges), sufficient=not fails, counterexamples=fails)
+    fails = oracle.failing(edges)
+    report = CheckReport(ablation, oracle.n_pairs, len(edges), sufficient=not fails, counterexamples=fails)
     if necessity:
         for e in circuit.edges:
-            if not failing(edges - {e}):
+            if oracle.sufficient(edges - {e}):
                 report.unnecessary.append(e)
     return report
