@@ -56,23 +56,49 @@ def _registry_spec(name: str) -> Any | None:
         return None
 
 
-def load_target(target: str) -> tuple[CompiledTransformer, Any | None, Path | None]:
-    """(model, registry spec or None, directory or None) for a program name or a model directory."""
-    from edgeprune.compiled.resolve import resolve_model
+def _own_settings(spec: Any, model: CompiledTransformer) -> Any:
+    """A registry spec at the model's own vocab and length (a saved or imported model keeps its own)."""
+    from edgeprune.programs.registry import sorted_vocab, with_settings
+
+    meta = model.metadata
+    vocab = sorted_vocab(meta.vocab)
+    if vocab == spec.vocab and meta.max_seq_len == spec.max_seq_len:
+        return spec
+    return with_settings(spec, vocab, meta.max_seq_len)
+
+
+def load_target(target: str, vocab: Sequence[Any] | None = None, max_seq_len: int | None = None, *,
+                causal: bool = False, compiler: str = "own") -> tuple[CompiledTransformer, Any | None, Path | None]:
+    """(model, program spec or None, directory or None) for a program name, a program reference or a model dir.
+
+    A model directory is recovered on its own vocab and length: a registry
+    program of the same name lends its sampler and settings, at the model's vocab.
+    """
+    from edgeprune.compiled.resolve import compile_spec, program_spec_for, resolve_model
 
     p = Path(target)
-    model = resolve_model(target)
+    if not p.is_dir():
+        try:
+            spec = program_spec_for(target, vocab, max_seq_len)
+        except EdgePruneError:
+            if "/" in target and ":" not in target:
+                resolve_model(target)  # the "model directory does not exist" error
+            raise
+        return compile_spec(spec, compiler=compiler, causal=causal), spec, None
+    model = resolve_model(target, vocab, max_seq_len, causal=causal, compiler=compiler)
     spec = None
-    for key in (model.metadata.extra.get("program"), model.metadata.name, None if p.is_dir() else target):
+    for key in (model.metadata.extra.get("program"), model.metadata.name):
         if key:
             spec = _registry_spec(str(key))
             if spec is not None:
+                spec = _own_settings(spec, model)
                 break
-    return model, spec, (p if p.is_dir() else None)
+    return model, spec, p
 
 
 def training_inputs(model: CompiledTransformer, spec: Any | None, directory: Path | None, seed: int) -> list[list]:
-    """Every valid input when few, else a seeded sample; from the registry, or the reference samples."""
+    """Every valid input when few, else a seeded sample: from the program's spec, the reference samples, or the
+    model's own vocab and length."""
     if spec is not None:
         if spec.count_inputs() <= MAX_ENUMERATED:
             return spec.enumerate_inputs()
@@ -81,14 +107,15 @@ def training_inputs(model: CompiledTransformer, spec: Any | None, directory: Pat
         from edgeprune.compiled.tracr_import import load_reference_samples
 
         return [s["input"] for s in load_reference_samples(directory)]
-    raise EdgePruneError(
-        f"no inputs for {model.metadata.name!r}: it is not a registered program and its directory has no samples.json; "
-        "register the program in programs/registry.py"
-    )
+    from edgeprune.verify.checker import enumerate_inputs
+
+    meta = model.metadata
+    return enumerate_inputs(meta.vocab, meta.max_seq_len, meta.extra.get("input_constraint"),
+                            limit=MAX_ENUMERATED, seed=seed)
 
 
-def prepare(target: str, ablation: str, seed: int) -> tuple[CompiledTransformer, Any | None, PruneData]:
-    model, spec, directory = load_target(target)
+def prepare(target: str, ablation: str, seed: int, **program: Any) -> tuple[CompiledTransformer, Any | None, PruneData]:
+    model, spec, directory = load_target(target, **program)
     inputs = training_inputs(model, spec, directory, seed)
     corrupt = None
     if ablation == "interchange":
@@ -97,14 +124,76 @@ def prepare(target: str, ablation: str, seed: int) -> tuple[CompiledTransformer,
 
 
 def recover(target: str, ablation: str = "zero", seed: int = 0, steps: int | None = None,
-            run_dir: str | Path | None = None, resume: bool = False, progress: bool = False,
-            **overrides: Any) -> RecoveryResult:
-    """Prune ``target`` (program name or model directory) and compare with its ground truth."""
+            run_dir: str | Path | None = None, resume: bool = False, progress: bool = False, *,
+            vocab: Sequence[Any] | None = None, max_seq_len: int | None = None, causal: bool = False,
+            compiler: str = "own", **overrides: Any) -> RecoveryResult:
+    """Prune ``target`` (program name, ``file.py:function`` reference or model directory) and compare with its
+    ground truth; ``vocab``/``max_seq_len`` override a program's own, ``compiler`` is ``own`` or ``tracr``."""
     t0 = time.perf_counter()
-    model, spec, data = prepare(target, ablation, seed)
+    model, spec, data = prepare(target, ablation, seed, vocab=vocab, max_seq_len=max_seq_len, causal=causal,
+                                compiler=compiler)
     name = spec.name if spec is not None else model.metadata.name
     return _prune_and_compare(model, data, name, getattr(spec, "pruning", None), ablation, seed, steps, run_dir,
                               resume, progress, t0, overrides)
+
+
+@dataclass
+class ProgramRecovery:
+    """``recover_program``'s answer: the compiled model, its checked ground truth and the recovered circuit."""
+
+    model: CompiledTransformer
+    spec: Any  # the ProgramSpec used (inputs, corruptions)
+    truth_check: Any  # verify.checker.CheckReport of the ground truth: sufficient, every edge necessary
+    result: RecoveryResult
+
+    @property
+    def circuit(self) -> Circuit:
+        return self.result.circuit
+
+    @property
+    def truth(self) -> Circuit:
+        return self.result.truth
+
+    @property
+    def exact(self) -> bool:
+        return self.result.comparison.exact
+
+    @property
+    def verdict(self) -> str:
+        v = getattr(self.result, "verdict", None)
+        if v is not None:
+            return v
+        return "exact" if self.exact else "not exact"
+
+
+def recover_program(program: Any, vocab: Sequence[Any] | None = None, max_seq_len: int | None = None,
+                    ablation: str = "zero", seed: int = 0, steps: int | None = None, *, name: str = "program",
+                    causal: bool = False, compiler: str = "own", check_truth: bool = True,
+                    **overrides: Any) -> ProgramRecovery:
+    """Compile a program object, check its ground truth, prune it and compare: recovery without the registry.
+
+    ``program`` is a RASP SOp (``edgeprune.programs.rasp``, or Tracr's ``rasp`` with
+    ``compiler="tracr"``), a ``(program, vocab, max_seq_len)`` tuple, or a ``ProgramSpec``.
+    Inputs and corruptions follow the registry's defaults (``programs/user.py``).
+    """
+    from edgeprune.compiled.resolve import compile_spec
+    from edgeprune.programs.user import spec_from_value
+    from edgeprune.verify.checker import check_ground_truth
+
+    t0 = time.perf_counter()
+    spec = spec_from_value(program, name, name, "", vocab, max_seq_len)
+    model = compile_spec(spec, compiler=compiler, causal=causal)
+    inputs = training_inputs(model, spec, None, seed)
+    truth_check = None
+    if check_truth:
+        from edgeprune.compiled.ground_truth import ground_truth
+
+        truth_check = check_ground_truth(model, ground_truth(model, ablation), ablation, inputs=inputs)
+    corrupt = spec.corrupt if ablation == "interchange" else None
+    data = build_data(model, inputs, corrupt, seed)
+    result = _prune_and_compare(model, data, spec.name, spec.pruning or None, ablation, seed, steps, None, False,
+                                False, t0, overrides)
+    return ProgramRecovery(model, spec, truth_check, result)
 
 
 def recover_model(model: CompiledTransformer, inputs: Sequence[Sequence[Any]], ablation: str = "zero",
@@ -169,12 +258,12 @@ def summary_row(result: RecoveryResult) -> dict:
 def _recover_job(job: dict) -> dict:
     """One program in a worker process; errors come back as rows so one bad program does not stop the rest."""
     kind = job.pop("kind")
-    label = job.get("target") or "random_program"
+    label = job.get("label") or job.get("target") or "random_program"
     try:
         if kind == "recipe":
             res = recover_recipe(job["recipe"], job["ablation"], job["seed"], job.get("steps"))
         else:
-            res = recover(job["target"], job["ablation"], job["seed"], job.get("steps"))
+            res = recover(job["target"], job["ablation"], job["seed"], job.get("steps"), **job.get("program", {}))
     except EdgePruneError as exc:
         return {"program": label, "exact": False, "error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - reported in the table, and the run exits non-zero
@@ -183,7 +272,7 @@ def _recover_job(job: dict) -> dict:
 
 
 def _lost_row(job: dict) -> dict:
-    return {"program": job.get("target") or "random_program", "exact": False,
+    return {"program": job.get("label") or job.get("target") or "random_program", "exact": False,
             "error": "a worker process died (killed, e.g. out of memory) before this program finished, twice; "
                      "rerun it alone or with fewer --jobs"}
 
