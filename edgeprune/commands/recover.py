@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from edgeprune.program_options import PROGRAM_HELP, USER_CODE_NOTE, add_program_arguments, program_options
 from edgeprune.selection import add_selection_arguments, selected_programs
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.core.options import ABLATIONS
@@ -19,8 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Prune a compiled program (registry name, saved model dir or Tracr reference dir) with Edge "
                     "Pruning and compare the recovered circuit with the ground truth. Exit status 1 when not exact.",
     )
-    p.add_argument("target", nargs="?", help="program name or model directory")
+    p.add_argument("target", nargs="?", help=PROGRAM_HELP)
     add_selection_arguments(p, "recover every registered program; prints a table", "recover")
+    p.add_argument("--programs-dir", default=None, metavar="DIR",
+                   help="with --all: recover your own programs instead of the library's: every public function "
+                        "without arguments in DIR/*.py (the files are run: only directories you trust)")
+    add_program_arguments(p)
     p.add_argument("--report", default=None, metavar="DIR",
                    help="with --all: write DIR/README.md (Markdown table), a circuit picture per program, "
                         "and DIR/results.json")
@@ -42,7 +47,8 @@ def _one(args: argparse.Namespace) -> int:
     if args.checkpoint_every is not None:
         extra["checkpoint_every"] = args.checkpoint_every
     res = recover(args.target, args.ablation, args.seed, args.steps, run_dir=args.run_dir, resume=args.resume,
-                  progress=not (args.no_progress or args.json) and sys.stderr.isatty(), **extra)
+                  progress=not (args.no_progress or args.json) and sys.stderr.isatty(), **program_options(args),
+                  **extra)
     if args.json:
         d = res.comparison.to_dict()
         d.update({"edges": len(res.comparison.recovered), "steps": res.steps, "seconds": round(res.total_seconds, 3),
@@ -67,9 +73,16 @@ def _all(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise EdgePruneError(f"--jobs must be at least 1, got {args.jobs}")
-    names = selected_programs(args)
-    jobs = [{"kind": "program", "target": n, "ablation": args.ablation, "seed": args.seed, "steps": args.steps}
-            for n in names]
+    opts = program_options(args)
+    if args.programs_dir:
+        if args.programs is not None:
+            raise EdgePruneError("give either --programs (library names) or --programs-dir DIR, not both")
+        targets, names = _dir_programs(args.programs_dir)
+    else:
+        names = selected_programs(args)
+        targets = names
+    jobs = [{"kind": "program", "target": t, "label": n, "ablation": args.ablation, "seed": args.seed,
+             "steps": args.steps, "program": opts} for t, n in zip(targets, names)]
     rows: list[dict | None] = [None] * len(names)
     w = max(len("program"), *(len(n) for n in names))
     t0 = time.perf_counter()
@@ -92,6 +105,11 @@ def _all(args: argparse.Namespace) -> int:
         from edgeprune.usecases.report import write_report
 
         command = "edgeprune recover --all" + (f" --programs {','.join(names)}" if args.programs else "")
+        command += f" --programs-dir {args.programs_dir}" if args.programs_dir else ""
+        command += f" --vocab {args.vocab}" if args.vocab else ""
+        command += f" --max-seq-len {args.max_seq_len}" if args.max_seq_len else ""
+        command += " --causal" if args.causal else ""
+        command += f" --compiler {args.compiler}" if args.compiler != "own" else ""
         command += f" --ablation {args.ablation} --seed {args.seed} --jobs {args.jobs}"
         command += (f" --steps {args.steps}" if args.steps else "") + f" --report {args.report}"
         path = write_report(done, args.report, {"command": command, "ablation": args.ablation, "seed": args.seed,
@@ -110,7 +128,23 @@ def _all(args: argparse.Namespace) -> int:
     return 0 if n_ok == len(done) else 1
 
 
+def _dir_programs(directory: str) -> tuple[list[str], list[str]]:
+    """(references, table names) of a programs directory; a function name used in two files gets its file's stem."""
+    from collections import Counter
+    from pathlib import Path
+
+    from edgeprune.programs.user import programs_in_dir
+
+    refs = programs_in_dir(directory)
+    funcs = [r.rpartition(":")[2] for r in refs]
+    seen = Counter(funcs)
+    names = [f if seen[f] == 1 else f"{Path(r.rpartition(':')[0]).stem}.{f}" for r, f in zip(refs, funcs)]
+    return refs, names
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.programs_dir and not args.all:
+        raise EdgePruneError("--programs-dir DIR runs a directory of programs: add --all")
     if args.target and (args.all or args.programs is not None):
         raise EdgePruneError("give either a program/model or --all/--programs, not both")
     if args.all or args.programs is not None:

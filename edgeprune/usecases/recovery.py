@@ -18,6 +18,7 @@ from edgeprune.pruning.defaults import recovery_config
 from edgeprune.pruning.train import PruneConfig, PruneData, Pruner
 from edgeprune.core.circuit import Circuit
 from edgeprune.verify.compare import Comparison, compare
+from edgeprune.verify.verdict import Verdict
 
 MAX_ENUMERATED = 1000  # train on every input when there are at most this many, else on a sample
 N_SAMPLED = 512
@@ -37,9 +38,18 @@ class RecoveryResult:
     config: PruneConfig
     layers: int = 0  # of the compiled model
     graph_edges: int = 0  # edges of the model's computational graph (what pruning chooses from)
+    judgement: Verdict | None = None  # exact / alternative / not-minimal / unfaithful (``verify.verdict``)
+
+    @property
+    def verdict(self) -> str:
+        if self.judgement is not None:
+            return self.judgement.verdict
+        return "exact" if self.comparison.exact else "unjudged"
 
     def to_dict(self) -> dict:
+        judged = self.judgement.to_dict() if self.judgement is not None else {"verdict": self.verdict}
         return {"program": self.name, "ablation": self.ablation, "seed": self.seed, **self.comparison.to_dict(),
+                **judged, "truth_rule": self.truth.meta.get("rule", "static"),
                 "edges": len(self.comparison.recovered), "truth_edges": len(self.comparison.truth),
                 "layers": self.layers, "graph_edges": self.graph_edges,
                 "steps": self.steps, "seconds": round(self.seconds, 3), "total_seconds": round(self.total_seconds, 3)}
@@ -133,8 +143,14 @@ def recover(target: str, ablation: str = "zero", seed: int = 0, steps: int | Non
     model, spec, data = prepare(target, ablation, seed, vocab=vocab, max_seq_len=max_seq_len, causal=causal,
                                 compiler=compiler)
     name = spec.name if spec is not None else model.metadata.name
+    overrides.setdefault("alternatives", known_alternatives(spec, ablation))
     return _prune_and_compare(model, data, name, getattr(spec, "pruning", None), ablation, seed, steps, run_dir,
                               resume, progress, t0, overrides)
+
+
+def known_alternatives(spec: Any | None, ablation: str) -> list:
+    """The other minimal circuits the program's spec records for ``ablation`` (``ProgramSpec.alternative_circuits``)."""
+    return list((getattr(spec, "alternative_circuits", None) or {}).get(ablation, ()))
 
 
 @dataclass
@@ -218,8 +234,10 @@ def recover_model(model: CompiledTransformer, inputs: Sequence[Sequence[Any]], a
 def _prune_and_compare(model: CompiledTransformer, data: PruneData, name: str, spec_pruning: dict | None,
                        ablation: str, seed: int, steps: int | None, run_dir: str | Path | None, resume: bool,
                        progress: bool, t0: float, overrides: dict) -> RecoveryResult:
-    from edgeprune.compiled.ground_truth import ground_truth
+    from edgeprune.verify.checker import Oracle, model_inputs
+    from edgeprune.verify.verdict import checked_ground_truth, judge
 
+    alternatives = overrides.pop("alternatives", ())
     config = recovery_config(name, spec_pruning, ablation=ablation, seed=seed, steps=steps, **overrides)
     adapter = CompiledAdapter(model)
     pruner = Pruner(adapter, data, config)
@@ -229,11 +247,15 @@ def _prune_and_compare(model: CompiledTransformer, data: PruneData, name: str, s
         result = pruner.run(run_dir, resume=resume, progress=progress)
     finally:
         torch.set_num_threads(threads)
-    truth = ground_truth(model, ablation)
+    # the ground truth checked on the model (derived from it where the static rule fails), and the verdict
+    oracle = Oracle(model, ablation, model_inputs(model, limit=MAX_ENUMERATED))
+    truth = checked_ground_truth(model, ablation, oracle=oracle)
     comparison = compare(result.circuit, truth)
+    judgement = judge(model, result.circuit, truth, ablation, oracle=oracle, comparison=comparison,
+                      alternatives=alternatives)
     return RecoveryResult(name, ablation, seed, comparison, result.circuit, truth, result.steps, result.seconds,
                           time.perf_counter() - t0, config, layers=model.config.n_layers,
-                          graph_edges=adapter.graph.n_edges)
+                          graph_edges=adapter.graph.n_edges, judgement=judgement)
 
 
 def recover_recipe(recipe: dict, ablation: str = "zero", seed: int = 0, steps: int | None = None,
@@ -265,14 +287,17 @@ def _recover_job(job: dict) -> dict:
         else:
             res = recover(job["target"], job["ablation"], job["seed"], job.get("steps"), **job.get("program", {}))
     except EdgePruneError as exc:
-        return {"program": label, "exact": False, "error": str(exc)}
+        return {"program": label, "exact": False, "verdict": "error", "error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - reported in the table, and the run exits non-zero
-        return {"program": label, "exact": False, "error": f"{type(exc).__name__}: {exc}"}
-    return summary_row(res)
+        return {"program": label, "exact": False, "verdict": "error", "error": f"{type(exc).__name__}: {exc}"}
+    row = summary_row(res)
+    if job.get("label"):
+        row["program"] = job["label"]
+    return row
 
 
 def _lost_row(job: dict) -> dict:
-    return {"program": job.get("label") or job.get("target") or "random_program", "exact": False,
+    return {"program": job.get("label") or job.get("target") or "random_program", "exact": False, "verdict": "error",
             "error": "a worker process died (killed, e.g. out of memory) before this program finished, twice; "
                      "rerun it alone or with fewer --jobs"}
 
