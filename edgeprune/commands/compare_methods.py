@@ -47,6 +47,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgeprune.program_options import PROGRAM_HELP, add_program_arguments, program_options
 from edgeprune.selection import add_selection_arguments, selected_programs
 from edgeprune.core.errors import EdgePruneError
 
@@ -71,8 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "programs) or the task's metric (--model/--task), and wall and CPU time. Writes table.md, "
                     "table.csv, rows.json and kl_vs_sparsity.png to --out; --all also writes rows.jsonl as it goes.",
     )
-    p.add_argument("target", nargs="?", help="program name or compiled model directory")
+    p.add_argument("target", nargs="?", help=PROGRAM_HELP)
     add_selection_arguments(p, "every registered program; one combined table", "compare the methods on")
+    add_program_arguments(p)  # --vocab/--max-seq-len/--causal/--compiler for one program (edgeprune.program_options)
     p.add_argument("--resume", action="store_true",
                    help="with --all/--programs: keep the rows in OUT/rows.jsonl and run only the (program, method) "
                         "pairs that have none (a program whose row is an error is run again)")
@@ -236,14 +238,14 @@ class _Bench:
 class CompiledBench(_Bench):
     """One compiled program: data, ground truth and the shared circuit scorer."""
 
-    def __init__(self, target: str, opts: Options):
+    def __init__(self, target: str, opts: Options, program: dict | None = None):
         from edgeprune.compiled.ground_truth import ground_truth
         from edgeprune.pruning.acdc import FaithfulnessEvaluator
         from edgeprune.pruning.adapters.compiled import CompiledAdapter
         from edgeprune.usecases.recovery import prepare
 
         self.opts = opts
-        self.model, self.spec, self.data = prepare(target, opts.ablation, opts.seed)
+        self.model, self.spec, self.data = prepare(target, opts.ablation, opts.seed, **(program or {}))
         self.name = self.spec.name if self.spec is not None else self.model.metadata.name
         self.adapter = CompiledAdapter(self.model)
         self.graph = self.adapter.graph
@@ -944,8 +946,9 @@ def run(args: argparse.Namespace) -> int:
                             progress=not (args.no_progress or args.json) and sys.stderr.isatty())
         text = _save(rows, out, opts.ablation, "", False, per_program=True)
     else:
-        out = Path(args.out or f"results/compare-methods/{Path(args.target).name}-{opts.ablation}")
-        bench = CompiledBench(args.target, opts)
+        stem = Path(args.target).name.replace(":", "-")
+        out = Path(args.out or f"results/compare-methods/{stem}-{opts.ablation}")
+        bench = CompiledBench(args.target, opts, program_options(args))
         rows = bench.run_all()
         text = _save(rows, out, opts.ablation, f"{bench.name} ({opts.ablation} ablation)", not args.no_plot)
         _save_circuits(bench, out)
