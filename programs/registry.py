@@ -108,6 +108,10 @@ class ProgramSpec:
     # ground-truth edges that no valid input exercises ("writer -> reader" -> reason); the
     # checker tolerates exactly these, and recovery cannot be expected to find them
     unnecessary_edges: dict = field(default_factory=dict)
+    # other minimal circuits of the compiled model, by ablation: {"zero": [[["tok", "m0"], ...], ...]}; each is
+    # sufficient with every edge necessary (tests/test_verdict.py checks them), so recovering one is an
+    # ``alternative``, not a miss, and ``exact`` means "the ground-truth circuit among these"
+    alternative_circuits: dict = field(default_factory=dict)
     # the program built for another max_seq_len, where the construction depends on it (``with_settings``)
     build_at_length: Optional[Callable[[int], rasp.SOp]] = None
 

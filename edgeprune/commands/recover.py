@@ -18,7 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "recover",
         help="prune a compiled program and compare the circuit with its ground truth",
         description="Prune a compiled program (registry name, saved model dir or Tracr reference dir) with Edge "
-                    "Pruning and compare the recovered circuit with the ground truth. Exit status 1 when not exact.",
+                    "Pruning and compare the recovered circuit with the ground truth, and give a verdict: exact (the "
+                    "ground truth), alternative (differs, but sufficient with every edge necessary: another "
+                    "minimal circuit), not-minimal (sufficient, some edge unneeded) or unfaithful (not "
+                    "sufficient). Exit status: 0 exact (with --all: every program exact), 1 another verdict, "
+                    "3 an error (bad input, a crash; with --all: some program errored).",
     )
     p.add_argument("target", nargs="?", help=PROGRAM_HELP)
     add_selection_arguments(p, "recover every registered program; prints a table", "recover")
@@ -51,19 +55,34 @@ def _one(args: argparse.Namespace) -> int:
                   **extra)
     if args.json:
         d = res.comparison.to_dict()
+        d.update(res.judgement.to_dict() if res.judgement is not None else {"verdict": res.verdict})
         d.update({"edges": len(res.comparison.recovered), "steps": res.steps, "seconds": round(res.total_seconds, 3),
                   "program": res.name, "ablation": res.ablation, "seed": res.seed, "truth_edges": len(res.comparison.truth)})
         print(json.dumps(d))
     else:
         print(f"{res.name} ({res.ablation} ablation, seed {res.seed}, {res.steps} steps, {res.total_seconds:.1f} s)")
         print(res.comparison.diff())
-    return 0 if res.comparison.exact else 1
+        print(verdict_line(res))
+    return 0 if res.verdict == "exact" else 1
+
+
+def verdict_line(res) -> str:
+    j = res.judgement
+    v = res.verdict
+    if j is None or v == "exact":
+        return f"verdict: {v}"
+    if v == "unfaithful":
+        return f"verdict: unfaithful (not sufficient, e.g. {j.counterexamples[:2]})"
+    if v == "not-minimal":
+        return "verdict: not-minimal (sufficient; unneeded: " + ", ".join(f"{a} -> {b}" for a, b in j.unnecessary) + ")"
+    return "verdict: alternative (sufficient, every edge necessary: another minimal circuit" + (
+        ", listed in the program's spec)" if j.known_alternative else ")")
 
 
 def _row_line(r: dict, w: int) -> str:
     if "error" in r:
         return f"{r['program']:<{w}}  ERROR   {r['error']}"
-    return (f"{r['program']:<{w}}  {'exact ' if r['exact'] else 'FAIL  '}  {r['edges']:>5}  {r['truth_edges']:>5}  "
+    return (f"{r['program']:<{w}}  {r.get('verdict', 'exact' if r['exact'] else 'FAIL'):<11}  {r['edges']:>5}  {r['truth_edges']:>5}  "
             f"{len(r['missing']):>7}  {len(r['extra']):>5}  {r['total_seconds']:>7.1f}")
 
 
@@ -87,7 +106,7 @@ def _all(args: argparse.Namespace) -> int:
     w = max(len("program"), *(len(n) for n in names))
     t0 = time.perf_counter()
     if not args.json:
-        print(f"{'program':<{w}}  result  edges  truth  missing  extra  seconds", flush=True)
+        print(f"{'program':<{w}}  verdict      edges  truth  missing  extra  seconds", flush=True)
     shown = 0
     bar = tqdm(total=len(names), desc="recover --all", file=sys.stderr,
                disable=args.json or args.no_progress or not sys.stderr.isatty())
@@ -101,6 +120,7 @@ def _all(args: argparse.Namespace) -> int:
     total = time.perf_counter() - t0
     done = [r for r in rows if r is not None]
     n_ok = sum(bool(r["exact"]) for r in done)
+    counts = verdict_counts(done)
     if args.report:
         from edgeprune.usecases.report import write_report
 
@@ -121,10 +141,13 @@ def _all(args: argparse.Namespace) -> int:
             r.pop("circuit", None)
             r.pop("truth", None)
         print(json.dumps({"exact": n_ok == len(done), "passed": n_ok, "total": len(done), "seconds": round(total, 3),
-                          "ablation": args.ablation, "seed": args.seed, "jobs": args.jobs, "programs": done}))
+                          "verdicts": counts, "ablation": args.ablation, "seed": args.seed, "jobs": args.jobs, "programs": done}))
     else:
+        print("verdicts: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
         print(f"{n_ok}/{len(done)} exact ({args.ablation} ablation, seed {args.seed}, {args.jobs} job(s)) "
               f"in {total:.0f} s")
+    if counts.get("error"):
+        return 3
     return 0 if n_ok == len(done) else 1
 
 
@@ -142,7 +165,21 @@ def _dir_programs(directory: str) -> tuple[list[str], list[str]]:
     return refs, names
 
 
+def verdict_counts(rows) -> dict:
+    from edgeprune.usecases.report import verdict_counts as counts
+
+    return counts(rows)
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except EdgePruneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.programs_dir and not args.all:
         raise EdgePruneError("--programs-dir DIR runs a directory of programs: add --all")
     if args.target and (args.all or args.programs is not None):

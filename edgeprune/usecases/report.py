@@ -26,18 +26,37 @@ def _edges(items: Sequence[Sequence[str]]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
+VERDICT_ORDER = ("exact", "alternative", "not-minimal", "unfaithful", "error")
+
+
+def row_verdict(row: dict) -> str:
+    """A row's verdict (``verify.verdict``); rows from before verdicts fall back to exact / unjudged."""
+    if "error" in row:
+        return "error"
+    return row.get("verdict") or ("exact" if row.get("exact") else "unjudged")
+
+
+def verdict_counts(rows: Sequence[dict]) -> dict[str, int]:
+    """How many rows got each verdict, in a fixed order (every verdict listed, zeros included)."""
+    counts = {v: 0 for v in VERDICT_ORDER}
+    for r in rows:
+        v = row_verdict(r)
+        counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
 def result_cell(row: dict) -> str:
     """``exact``, or the diff: missing (in the truth, not recovered) and extra (recovered, not in the truth)."""
     if "error" in row:
         return "**error**: " + row["error"].replace("|", "\\|").replace("\n", " ")
     if row["exact"]:
         return "exact"
-    parts = []
+    parts = [f"**{row_verdict(row)}**"]
     if row.get("missing"):
         parts.append(f"missing {len(row['missing'])}: {_edges(row['missing'])}")
     if row.get("extra"):
         parts.append(f"extra {len(row['extra'])}: {_edges(row['extra'])}")
-    return "**not exact**; " + "; ".join(parts)
+    return "; ".join(parts)
 
 
 def _draw(row: dict, directory: Path, fmt: str) -> list[str]:
@@ -74,6 +93,7 @@ def write_report(rows: Sequence[dict], directory: str | Path, meta: dict[str, An
         raise EdgePruneError(f"report directory {out} is a file; give a directory path (it is created if missing)")
     out.mkdir(parents=True, exist_ok=True)
     passed = sum(1 for r in rows if r.get("exact"))
+    counts = verdict_counts(rows)
     lines = [
         "# Recovery report",
         "",
@@ -81,6 +101,10 @@ def write_report(rows: Sequence[dict], directory: str | Path, meta: dict[str, An
         f"**{passed}/{len(rows)} programs recovered exactly** under {meta.get('ablation', 'zero')} ablation "
         f"(seed {meta.get('seed', 0)}), in {meta.get('wall_seconds', 0):.0f} s wall time "
         f"with {meta.get('jobs', 1)} worker process(es).",
+        "",
+        "Verdicts: " + ", ".join(f"{k} **{n}**" for k, n in counts.items()) + ". *exact*: the ground truth; "
+        "*alternative*: differs from it but is sufficient with every edge necessary on every input (another "
+        "minimal circuit); *not-minimal*: sufficient, some edge unneeded; *unfaithful*: not sufficient.",
         "",
         "Columns: *layers* of the compiled model; *model edges*, the edges of its computational graph that "
         "pruning chooses from; *truth* and *recovered*, the edges of the ground-truth and the recovered circuit "
@@ -106,6 +130,6 @@ def write_report(rows: Sequence[dict], directory: str | Path, meta: dict[str, An
             f"{row['edges']} | {result_cell(row)} | {row['steps']} | {seconds:.1f} | {pictures} |"
         )
     (out / "README.md").write_text("\n".join(lines) + "\n")
-    results = {**meta, "passed": passed, "total": len(rows), "programs": list(rows)}
+    results = {**meta, "passed": passed, "total": len(rows), "verdicts": counts, "programs": list(rows)}
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     return out / "README.md"
