@@ -424,6 +424,13 @@ _SPECS: list[ProgramSpec] = [
         output_encoding="categorical",
         construction='lib.make_shuffle_dyck(pairs=["()"])',
         sampler=_dyck_sampler(["()"]),
+        # found by verify.verdict.search_alternatives (greedy removal, seeded orders): under zero ablation the
+        # length reaches a4.h0 through the BOS position's mean (tok -> a4.h0.q/k) instead of m1 and a0.h0
+        alternative_circuits={"zero": [[
+            ["tok", "m0"], ["pos", "a1.h0.q"], ["pos", "a1.h0.k"], ["m0", "a1.h0.v"], ["m0", "a1.h1.v"],
+            ["a1.h0", "m2"], ["a1.h1", "m2"], ["tok", "m3"], ["m2", "m3"], ["tok", "a4.h0.q"], ["tok", "a4.h0.k"],
+            ["m3", "a4.h0.v"], ["m3", "a4.h1.v"], ["tok", "m4"], ["a4.h1", "m4"], ["tok", "m5"], ["a4.h0", "m5"],
+            ["m4", "m5"], ["m5", "out"]]]},
     ),
     ProgramSpec(
         name="shuffle_dyck2",
