@@ -17,13 +17,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import torch
-
 from edgeprune.core.errors import EdgePruneError
-from edgeprune.pruning import objective as obj
 from edgeprune.pruning.adapter import ModelAdapter
-from edgeprune.pruning.attribution import batches, check_ablation, stream_dtype, take
-from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
+from edgeprune.pruning.scoring import CircuitScorer
 from edgeprune.pruning.train import PruneData
 from edgeprune.core import names
 from edgeprune.core.circuit import Circuit
@@ -41,41 +37,8 @@ class AcdcResult:
     log: list[dict] = field(default_factory=list)  # one entry per tested edge
 
 
-class FaithfulnessEvaluator:
-    """KL of a circuit (dense edge mask) to the full model on fixed data; ablated states cached once."""
-
-    def __init__(self, adapter: ModelAdapter, data: PruneData, ablation: str, loss: str | None = None,
-                 batch_size: int = 2048):
-        check_ablation(ablation, data)
-        self.adapter, self.data, self.ablation = adapter, data, ablation
-        self.loss_kind = loss or obj.default_loss(adapter.output_kind)
-        self.forward = DisentangledForward(adapter)
-        self.dtype = stream_dtype(adapter, data)
-        self.chunks = []
-        with torch.no_grad():
-            for idx in batches(len(data), batch_size):
-                ids, km, corr = take(data, idx)
-                self.chunks.append((ids, km, ablated_states(adapter, ablation, ids, corr, km),
-                                    adapter.full_output(ids, km), adapter.loss_mask(ids, km)))
-
-    @torch.no_grad()
-    def outputs(self, mask: torch.Tensor) -> torch.Tensor:
-        mask = mask.to(self.dtype)
-        return torch.cat([self.forward.output(ids, mask, None, abl, km) for ids, km, abl, _, _ in self.chunks])
-
-    @torch.no_grad()
-    def __call__(self, mask: torch.Tensor) -> float:
-        """Mean over examples of the faithfulness loss (the loss is a batch mean; weighted by batch size)."""
-        mask = mask.to(self.dtype)
-        total = 0.0
-        for ids, km, abl, full, lm in self.chunks:
-            out = self.forward.output(ids, mask, None, abl, km)
-            total += float(obj.faithfulness_loss(self.loss_kind, full, out, lm)) * len(ids)
-        return total / len(self.data)
-
-    def empty(self) -> float:
-        g = self.adapter.graph
-        return self(torch.zeros(len(g.writers), len(g.readers)))
+#: ACDC's metric is the one circuit scorer (KL to the full model on the data); the old name stays importable
+FaithfulnessEvaluator = CircuitScorer
 
 
 def acdc(adapter: ModelAdapter, data: PruneData, ablation: str = "zero", threshold: float = 0.0,

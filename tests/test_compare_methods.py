@@ -10,7 +10,9 @@ from dataclasses import asdict
 import pytest
 
 from edgeprune.cli import main
-from edgeprune.commands.compare_methods import Row, program_table, read_rows, registry_order
+from edgeprune.usecases.compare_methods import read_rows, registry_order
+from edgeprune.usecases.comparison_report import program_table
+from edgeprune.usecases.methods import Row
 
 
 @pytest.fixture(scope="module")

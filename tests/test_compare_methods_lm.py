@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("transformers")
 
 from edgeprune.cli import main  # noqa: E402
-from edgeprune.commands.compare_methods import LMBench, Options  # noqa: E402
+from edgeprune.usecases.compare_methods import LMBench, Options  # noqa: E402
 from tests.hf_helpers import save_model, task_tokenizer, tiny_gpt2  # noqa: E402
 
 EXAMPLES = "8,4,4"
