@@ -24,6 +24,9 @@ def compile_spec(spec: Any, *, compiler: str = "own", causal: bool = False) -> C
         raise EdgePruneError(f"unknown compiler {compiler!r}; use one of {', '.join(COMPILERS)}")
     where = spec.construction if spec.construction and ":" in spec.construction else spec.name
     program = spec.build()
+    if compiler == "own" and (type(program).__module__ or "").startswith("tracr."):
+        raise EdgePruneError(f"{where}: a program built with Tracr's rasp needs --compiler tracr (compiler='tracr'); "
+                             "or build it with edgeprune.programs.rasp for the own compiler")
     try:
         if compiler == "tracr":
             try:

@@ -28,6 +28,7 @@ _API = (
     "programs",
     "prune",
     "recover",
+    "recover_program",
     "save_model",
 )
 

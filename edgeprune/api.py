@@ -36,6 +36,7 @@ __all__ = [
     "programs",
     "prune",
     "recover",
+    "recover_program",
     "save_model",
 ]
 
@@ -63,18 +64,12 @@ def compile(  # noqa: A001 - the name the design card promises
     from edgeprune.compiled.compiler import compile_program
 
     if isinstance(program, str):
-        from edgeprune.programs.registry import get_program
+        from edgeprune.compiled.resolve import compile_spec, program_spec_for
 
-        spec = get_program(program)
-        model = compile_program(
-            spec.build(),
-            set(vocab) if vocab is not None else spec.vocab,
-            max_seq_len or spec.max_seq_len,
-            name=name or spec.name,
-            causal=causal,
-        )
-        model.metadata.extra.setdefault("input_constraint", spec.input_constraint)
-        model.metadata.extra.setdefault("program", spec.name)
+        # a library name, or a "file.py:function" reference (runs that file); overrides rebuild what depends on them
+        model = compile_spec(program_spec_for(program, vocab, max_seq_len), causal=causal)
+        if name:
+            model.metadata.name = name
         return model
     if vocab is None or max_seq_len is None:
         raise EdgePruneError("compile(program, vocab, max_seq_len): a program object needs its vocab and max_seq_len")
@@ -137,6 +132,20 @@ def recover(target: Any, ablation: str = "zero", seed: int = 0, **options: Any):
     from edgeprune.usecases.recovery import recover as _recover
 
     return _recover(str(target), ablation=ablation, seed=seed, **options)
+
+
+def recover_program(program: Any, vocab: Iterable[Any] | None = None, max_seq_len: int | None = None,
+                    ablation: str = "zero", seed: int = 0, **options: Any):
+    """Recover a program object (``edgeprune.programs.rasp``; Tracr's ``rasp`` with ``compiler="tracr"``).
+
+    Returns a ``ProgramRecovery``: ``model``, ``truth_check`` (the ground truth's sufficiency and
+    necessity), ``circuit``, ``truth`` and ``verdict``. Inputs and corruptions follow the defaults of
+    ``edgeprune.programs.user``; options: ``steps``, ``name``, ``causal``, ``compiler`` and pruning settings.
+    """
+    from edgeprune.usecases.recovery import recover_program as _recover_program
+
+    return _recover_program(program, list(vocab) if vocab is not None else None, max_seq_len, ablation, seed,
+                            **options)
 
 
 def from_tracr(assembled: Any, program: Any, vocab: Iterable[Any], max_seq_len: int, name: str = "tracr-model"):

@@ -268,3 +268,28 @@ def test_saved_model_at_another_vocab_recovers_on_its_own_vocab(tmp_path, capsys
     rc, out, err = _cli(capsys, "recover", tmp_path / "m", "--json", "--no-progress")
     assert rc == 0, out + err
     assert json.loads(out)["exact"]
+
+
+# ----------------------------------------------------------------------------- the public API door
+
+def test_public_api_recover_program_and_compile_overrides(tmp_path):
+    import edgeprune as ep
+
+    got = ep.recover_program(rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LT)),
+                             [1, 2, 3], 3, name="smaller3")
+    assert got.exact and got.model.metadata.name == "smaller3" and got.model.metadata.max_seq_len == 3
+    model = ep.compile("sort", vocab=[1, 2, 3, 4, 5, 6], max_seq_len=6)  # make_sort rebuilt for length 6
+    assert model.run([[6, 1, 6, 2, 5, 1]]) == [[1, 1, 2, 5, 6, 6]]
+    ref = f"{_file(tmp_path, README_EXAMPLE)}:smaller"
+    assert ep.compile(ref, vocab=[1, 2], max_seq_len=3).run([[2, 1, 2]]) == [[1, 0, 1]]
+
+
+def test_a_tracr_program_object_with_the_own_compiler_is_refused_with_a_hint():
+    pytest.importorskip("tracr")
+    from tracr.rasp import rasp as trasp
+
+    from edgeprune.core.errors import EdgePruneError
+    from edgeprune.usecases.recovery import recover_program
+
+    with pytest.raises(EdgePruneError, match="needs --compiler tracr"):
+        recover_program(trasp.Map(lambda x: x + 1, trasp.tokens), [1, 2], 3, name="inc")
