@@ -205,7 +205,10 @@ def recover_program(program: Any, vocab: Sequence[Any] | None = None, max_seq_le
         from edgeprune.compiled.ground_truth import ground_truth
 
         truth_check = check_ground_truth(model, ground_truth(model, ablation), ablation, inputs=inputs)
-    corrupt = spec.corrupt if ablation == "interchange" else None
+    corrupt = None
+    if ablation == "interchange":  # a Tracr rasp object is not evaluated here: swap same-length inputs instead
+        tracr_object = (type(spec.program).__module__ or "").startswith("tracr.")
+        corrupt = shuffle_corruption(inputs) if tracr_object else spec.corrupt
     data = build_data(model, inputs, corrupt, seed)
     result = _prune_and_compare(model, data, spec.name, spec.pruning or None, ablation, seed, steps, None, False,
                                 False, t0, overrides)
