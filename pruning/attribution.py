@@ -43,7 +43,7 @@ from edgeprune.pruning.train import PruneData
 from edgeprune.core.circuit import Circuit, Edge
 from edgeprune.core.dangling import prune_dangling
 
-METHODS = ("eap", "eap-ig")
+METHODS = options.RANKED_METHODS  # the attribution methods, named in edgeprune.core.options
 METRICS = ("answer", "kl")
 
 #: a custom metric: (circuit output of the batch, example indices of the batch) -> scalar summed over the batch
