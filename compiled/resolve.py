@@ -32,8 +32,11 @@ def compile_spec(spec: Any, *, compiler: str = "own", causal: bool = False) -> C
             try:
                 from edgeprune.compiled.tracr_live import compile_with_tracr
             except ImportError as exc:
-                raise EdgePruneError(
-                    f"--compiler tracr needs the tracr extra (pip install -e '.[tracr]'): {exc}") from exc
+                import importlib.util
+
+                hint = ("this version's Tracr conversion lacks compile_with_tracr" if importlib.util.find_spec("tracr")
+                        else "install the tracr extra: pip install -e '.[tracr]'")
+                raise EdgePruneError(f"--compiler tracr: {hint} ({exc})") from exc
             model = compile_with_tracr(program, set(spec.vocab), spec.max_seq_len, causal=causal, name=spec.name)
         else:
             from edgeprune.compiled.compiler import compile_program
