@@ -34,6 +34,10 @@ from edgeprune.core.circuit import Circuit
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
 METRICS = "metrics.jsonl"
+#: full-model outputs of the whole data set are cached up to this size, else computed per batch
+TARGET_CACHE_BYTES = 64 << 20
+#: memory one evaluation pass (writer outputs and task outputs of a chunk of examples) may take
+EVAL_CHUNK_BYTES = 512 << 20
 CHECKPOINT_FORMAT = "edgeprune-prune-checkpoint/1"
 
 
@@ -162,8 +166,8 @@ class Pruner:
             live[self.masks.edge_writer] = True
         self.forward = DisentangledForward(adapter, live)
         with torch.no_grad():
-            self.full_out = adapter.full_output(data.ids, data.key_mask)
             self.loss_mask = data.loss_mask.bool() if data.loss_mask is not None else adapter.loss_mask(data.ids, data.key_mask)
+            self.chunk, self.full_out = self._plan_targets()
         self.loss_unit = self._empty_circuit_loss() if config.normalize_loss else 1.0
         self.step = 0
         self.elapsed = 0.0
@@ -171,6 +175,34 @@ class Pruner:
         # all-reduce of the mask/lambda gradients before clipping; None in a single process
         self.batch_slice: Callable[[int], slice] | None = None
         self.grad_sync: Callable[[list[torch.Tensor]], None] | None = None
+
+    def _plan_targets(self) -> tuple[int, torch.Tensor | None]:
+        """The evaluation chunk (examples per pass) and the cached full-model outputs, or None.
+
+        Why: the full model's outputs over the whole data set (vocabulary-wide logits at every
+        position for a language model) grow with the data; they are cached only while they fit
+        in ``TARGET_CACHE_BYTES`` (compiled programs: always), otherwise each batch computes its
+        own.  One example's writer outputs and task output size the chunk, so every pass
+        (targets, evaluation) holds a bounded number of examples whatever the data size.
+        """
+        d = self.data
+        km = None if d.key_mask is None else d.key_mask[:1]
+        writers = self.adapter.writer_outputs(d.ids[:1], km)
+        per_example = 4 * (2 * writers.numel() + 6 * self.adapter.readout(writers.sum(0)).numel())  # loss temporaries
+        chunk = int(max(1, min(512, EVAL_CHUNK_BYTES // per_example)))
+        out_bytes = 4 * self.adapter.readout(writers.sum(0)).numel() * len(d)
+        if out_bytes > TARGET_CACHE_BYTES:
+            return chunk, None
+        parts = [self.adapter.full_output(d.ids[a:a + chunk], None if d.key_mask is None else d.key_mask[a:a + chunk])
+                 for a in range(0, len(d), chunk)]
+        return chunk, parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    @torch.no_grad()
+    def _targets(self, idx, ids: torch.Tensor, km: torch.Tensor | None) -> torch.Tensor:
+        """The full model's outputs for rows ``idx`` (cached, or computed for these inputs)."""
+        if self.full_out is not None:
+            return self.full_out[idx]
+        return self.adapter.full_output(ids, km)
 
     @torch.no_grad()
     def _empty_circuit_loss(self, max_examples: int = 256) -> float:
@@ -207,7 +239,7 @@ class Pruner:
         if local is not None and c.per_example_masks:
             edge_z, node_z = edge_z[local], node_z[local]
         out = self.forward.output(ids, self.masks.dense(edge_z), node_z, ablated, km)
-        per_example = obj.faithfulness_per_example(self.loss_kind, self.full_out[idx], out, self.loss_mask[idx])
+        per_example = obj.faithfulness_per_example(self.loss_kind, self._targets(idx, ids, km), out, self.loss_mask[idx])
         faith = per_example.mean()
         warm = int(c.target_warmup * c.steps)
         t_edge = obj.target_at(self.step, c.edge_target, warm)
@@ -263,11 +295,12 @@ class Pruner:
         return extract_circuit(self.masks, c.edge_sparsity, model=self.adapter.graph.model, meta=meta)
 
     @torch.no_grad()
-    def binary_loss(self, keep: torch.Tensor, chunk: int = 512, limit: int | None = None) -> float:
+    def binary_loss(self, keep: torch.Tensor, chunk: int | None = None, limit: int | None = None) -> float:
         """Faithfulness loss of the binary circuit ``keep`` (flat bool over the mask's edges) on the data
         (its first ``limit`` examples when given)."""
         dense = self.masks.dense(keep.to(self.masks.edge_log_alpha.dtype))
         n = len(self.data) if limit is None else min(len(self.data), limit)
+        chunk = chunk or self.chunk
         parts = []
         for a in range(0, n, chunk):
             sl = slice(a, min(n, a + chunk))
@@ -276,7 +309,7 @@ class Pruner:
             corr = None if self.data.corrupted is None else self.data.corrupted[sl]
             ablated = ablated_states(self.adapter, self.cfg.ablation, ids, corr, km)
             out = self.forward.output(ids, dense, None, ablated, km)
-            parts.append(obj.faithfulness_per_example(self.loss_kind, self.full_out[sl], out, self.loss_mask[sl]))
+            parts.append(obj.faithfulness_per_example(self.loss_kind, self._targets(sl, ids, km), out, self.loss_mask[sl]))
         return float(torch.cat(parts).sum() / n)
 
     def _faithful_keep(self, minimal: bool = False) -> tuple[torch.Tensor, float]:
