@@ -25,7 +25,7 @@ def one(n: int, seq: int, vocab: int, layers: int, d_model: int, heads: int, ste
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from edgeprune.pruning.adapters.gpt2 import GPT2Adapter
-    from edgeprune.pruning.train import Pruner, PruneConfig, PruneData
+    from edgeprune.pruning.train import PruneConfig, PruneData, Pruner
 
     torch.manual_seed(0)
     cfg = GPT2Config(vocab_size=vocab, n_positions=seq, n_embd=d_model, n_layer=layers, n_head=heads)
