@@ -17,13 +17,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from edgeprune.core import names
+from edgeprune.core.circuit import Circuit
+from edgeprune.core.dangling import prune_dangling
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.pruning.adapter import ModelAdapter
 from edgeprune.pruning.scoring import CircuitScorer
 from edgeprune.pruning.train import PruneData
-from edgeprune.core import names
-from edgeprune.core.circuit import Circuit
-from edgeprune.core.dangling import prune_dangling
 
 
 @dataclass
@@ -42,7 +42,7 @@ FaithfulnessEvaluator = CircuitScorer
 
 
 def acdc(adapter: ModelAdapter, data: PruneData, ablation: str = "zero", threshold: float = 0.0,
-         relative: bool = False, loss: str | None = None, evaluator: FaithfulnessEvaluator | None = None) -> AcdcResult:
+         relative: bool = False, loss: str | None = None, evaluator: CircuitScorer | None = None) -> AcdcResult:
     """Greedy ACDC; ``threshold`` is tau in KL units, or a fraction of the empty circuit's KL when ``relative``.
 
     An edge stays removed when the KL rises by at most tau (so tau = 0 removes only edges whose
@@ -51,7 +51,7 @@ def acdc(adapter: ModelAdapter, data: PruneData, ablation: str = "zero", thresho
     if threshold < 0:
         raise EdgePruneError(f"ACDC threshold must be >= 0, got {threshold}")
     t0 = time.perf_counter()
-    ev = evaluator or FaithfulnessEvaluator(adapter, data, ablation, loss)
+    ev = evaluator or CircuitScorer(adapter, data, ablation, loss)
     g = adapter.graph
     empty = ev.empty()
     tau = threshold * empty if relative else threshold

@@ -20,8 +20,7 @@ from edgeprune.program_options import PROGRAM_HELP, add_program_arguments, progr
 from edgeprune.selection import add_selection_arguments, selected_programs
 from edgeprune.usecases import compare_methods as cm
 from edgeprune.usecases import comparison_report as report
-from edgeprune.usecases.compare_methods import LM_BATCH_SIZE, LM_STEPS
-from edgeprune.usecases.compare_methods import parse_sparsities
+from edgeprune.usecases.compare_methods import LM_BATCH_SIZE, LM_STEPS, parse_sparsities
 from edgeprune.usecases.methods import METHODS, parse_methods
 
 

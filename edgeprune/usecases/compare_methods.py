@@ -77,9 +77,10 @@ class Options:
     batch_size: int | None = None  # language models only
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Options":
+    def from_dict(cls, d: dict) -> Options:
         """Back from ``asdict`` (a worker's job): tuples came as lists."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**kw)
 
 
 def parse_sparsities(text: str) -> tuple[float, ...]:
@@ -114,6 +115,10 @@ class _Bench:
     name: str
     opts: Options
     scorer: Any  # edgeprune.pruning.scoring.CircuitScorer
+    adapter: Any
+    data: Any
+    graph: Any
+    circuits: dict  # file stem -> Circuit as scored
 
     def run_ep(self, sparsity: float | None = None) -> Row:
         raise NotImplementedError
@@ -153,8 +158,8 @@ class CompiledBench(_Bench):
 
     def __init__(self, target: str, opts: Options, program: dict | None = None):
         from edgeprune.compiled.ground_truth import ground_truth
-        from edgeprune.pruning.scoring import CircuitScorer
         from edgeprune.pruning.adapters.compiled import CompiledAdapter
+        from edgeprune.pruning.scoring import CircuitScorer
         from edgeprune.usecases.recovery import prepare
 
         self.opts = opts
@@ -177,10 +182,10 @@ class CompiledBench(_Bench):
         return self.ev(circuit_mask(self.graph, edges))
 
     def row(self, method: str, setting: str, circuit, clock: _Clock, key: str | None = None, **extra) -> Row:
-        from edgeprune.pruning.attribution import circuit_mask
         from edgeprune.core.circuit import Circuit
-        from edgeprune.verify.compare import compare
         from edgeprune.core.dangling import prune_dangling
+        from edgeprune.pruning.attribution import circuit_mask
+        from edgeprune.verify.compare import compare
 
         edges = sorted(prune_dangling(circuit.edges, self.graph.embeddings))
         out = self.ev.outputs(circuit_mask(self.graph, edges))
@@ -329,7 +334,13 @@ class LMBench(_Bench):
     """
 
     def __init__(self, model: str, task: str, opts: Options, sizes=None, dtype: str = "float32", device: str = "cpu"):
-        from edgeprune.pruning.language_models import DEFAULT_TARGET_SPARSITY, load_model, load_task, prune_data, task_key
+        from edgeprune.pruning.language_models import (
+            DEFAULT_TARGET_SPARSITY,
+            load_model,
+            load_task,
+            prune_data,
+            task_key,
+        )
         from edgeprune.pruning.metrics import TASK_METRICS
 
         self.opts = opts
@@ -517,7 +528,7 @@ def registry_order(rows: list[Row]) -> list[Row]:
     from edgeprune.programs.registry import program_names
 
     prog = {n: i for i, n in enumerate(program_names())}
-    meth = {m: i for i, m in enumerate(METHOD_NAMES)}
+    meth: dict[str, int] = {m: i for i, m in enumerate(METHOD_NAMES)}
     return sorted(rows, key=lambda r: (prog.get(r.program, len(prog)), r.program if r.program not in prog else "",
                                        meth.get(r.method, len(meth))))
 
@@ -572,7 +583,7 @@ def run_programs(names: list[str], opts: Options, out: Path, resume: bool = Fals
     path = out / ROWS_FILE
     old = read_rows(path) if resume and path.exists() else []
     done = {(r.program, r.method) for r in old if r.method != "-"}
-    todo = []
+    todo: list[dict[str, Any]] = []
     for name in names:
         missing = tuple(m for m in opts.methods if (name, m) not in done)
         if missing:

@@ -100,7 +100,8 @@ def summary(rows: list[Row]) -> str:
     """Exact recoveries per method (main rows only: the first row of each method per program)."""
     if all(r.exact is None for r in rows):
         return ""  # no ground truth (a language model): nothing to count
-    exact, total = {}, {}
+    exact: dict[str, int] = {}
+    total: dict[str, int] = {}
     for (_, method), r in _main_rows(rows).items():
         total[method] = total.get(method, 0) + 1
         exact[method] = exact.get(method, 0) + bool(r.exact)
@@ -115,9 +116,9 @@ def hap_vs_ep(rows: list[Row]) -> str:
     pairs = [(e, h) for e, h in pairs if not e.error and not h.error]
     if not pairs:
         return ""
-    te, th = sum(e.seconds for e, _ in pairs), sum(h.seconds for _, h in pairs)
-    ce, ch = sum(e.cpu_seconds for e, _ in pairs), sum(h.cpu_seconds for _, h in pairs)
-    better = sum(h.kl <= e.kl + 1e-9 for e, h in pairs)
+    te, th = sum(e.seconds or 0.0 for e, _ in pairs), sum(h.seconds or 0.0 for _, h in pairs)  # set on rows
+    ce, ch = sum(e.cpu_seconds or 0.0 for e, _ in pairs), sum(h.cpu_seconds or 0.0 for _, h in pairs)  # without errors
+    better = sum((h.kl or 0.0) <= (e.kl or 0.0) + 1e-9 for e, h in pairs)
     text = (f"HAP vs EP on {len(pairs)} program(s): wall {th:.1f} s vs {te:.1f} s (ratio {th / max(te, 1e-9):.2f}), "
             f"cpu {ch:.1f} s vs {ce:.1f} s (ratio {ch / max(ce, 1e-9):.2f}); HAP KL <= EP KL on {better}/{len(pairs)}")
     if any(e.exact is not None for e, _ in pairs):

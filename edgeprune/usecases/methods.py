@@ -14,8 +14,8 @@ then any ``--sparsities`` rows) and add a :class:`MethodEntry` to ``METHODS``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edgeprune.core.errors import EdgePruneError
@@ -57,8 +57,12 @@ class Bench(Protocol):
     adapter: Any
     data: Any
     graph: Any
-    ablation: str
-    sparsities: tuple[float, ...]
+
+    @property
+    def ablation(self) -> str: ...
+
+    @property
+    def sparsities(self) -> tuple[float, ...]: ...
 
     def score(self, mask: Any) -> float: ...
 
