@@ -120,6 +120,9 @@ class _Bench:
     graph: Any
     circuits: dict  # file stem -> Circuit as scored
 
+    def row(self, method: str, setting: str, circuit: Any, clock: Any, key: str | None = None, **extra: Any) -> Row:
+        raise NotImplementedError
+
     def run_ep(self, sparsity: float | None = None) -> Row:
         raise NotImplementedError
 
