@@ -17,6 +17,10 @@ from edgeprune.compiled.metadata import ModelMetadata
 from edgeprune.core.errors import InputError
 
 
+# A categorical readout whose largest entry is at most this is undefined (decodes to None).
+UNDEFINED_THRESHOLD = 0.5
+
+
 @dataclass
 class TransformerConfig:
     d_model: int
@@ -170,8 +174,12 @@ class CompiledTransformer(nn.Module):
     def decode(self, out: torch.Tensor) -> list[list[Any]]:
         """Readout (B, T, ...) -> per-sequence decoded values; position 0 (BOS) included."""
         if self.is_categorical:
-            idx = out.argmax(-1).tolist()
-            return [[self.metadata.output_values[i] for i in row] for row in idx]
+            # A defined categorical value is a one-hot direction; an undefined one (RASP None) is a zero
+            # vector (exactly zero in Tracr, ~1e-8 in the own compiler), so it decodes to None, not an argmax.
+            top, idx = out.max(-1)
+            values = self.metadata.output_values
+            return [[values[i] if t > UNDEFINED_THRESHOLD else None for i, t in zip(ir, tr)]
+                    for ir, tr in zip(idx.tolist(), top.tolist())]
         return [[float(v) for v in row] for row in out.tolist()]
 
     # ----- convenience for tokens ------------------------------------------------

@@ -182,7 +182,7 @@ def from_tracr_model(assembled: Any, program: Any, vocab: set, max_seq_len: int,
         from tracr.compiler import basis_inference, nodes as tnodes, rasp_to_graph  # type: ignore
         from tracr.rasp import rasp as trasp  # type: ignore
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise ModelFileError("the tracr package is not installed: pip install 'edgeprune[tracr]' and Tracr from its repository") from exc
+        raise ModelFileError("the tracr package is not installed: pip install -e '.[tracr]'") from exc
     from edgeprune.compiled.tracr_live import metadata_from_live_tracr
 
     return metadata_from_live_tracr(assembled, program, vocab, max_seq_len, name, trasp, tnodes, rasp_to_graph, basis_inference)

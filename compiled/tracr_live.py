@@ -7,7 +7,7 @@ and each block is matched to the program node whose directions it writes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ import torch
 from edgeprune.compiled.metadata import BlockMap, ModelMetadata, NodeInfo
 from edgeprune.compiled.model import CompiledTransformer, TransformerConfig
 from edgeprune.compiled.tracr_import import haiku_params_to_torch
-from edgeprune.core.errors import ModelFileError
+from edgeprune.core.errors import CompileError, ModelFileError
 
 
 def _label(direction: Any) -> str:
@@ -54,7 +54,8 @@ def metadata_from_live_tracr(assembled, program, vocab, max_seq_len, name, trasp
             info.value_set = sorted((_json_value(v) for v in data.get(tnodes.VALUE_SET, [])), key=str)
             info.output_basis = [_label(d) for d in data.get(tnodes.OUTPUT_BASIS, [])]
         if isinstance(expr, trasp.Select):
-            info.predicate = expr.predicate.name
+            pred = expr.predicate
+            info.predicate = pred.name if isinstance(pred, trasp.Comparison) else "custom"
             info.keys, info.queries = expr.keys.label, expr.queries.label
         if isinstance(expr, trasp.Aggregate):
             info.selector, info.sop = expr.selector.label, expr.sop.label
@@ -66,13 +67,19 @@ def metadata_from_live_tracr(assembled, program, vocab, max_seq_len, name, trasp
     out_node = next(n for n in nodes if n.label == program.label)
     out_space = [labels.index(l) for l in out_node.output_basis]
     categorical = out_node.encoding == "categorical"
-    dec = getattr(assembled.output_encoder, "decoding_map", None) if categorical else None
+    # Tracr's CategoricalEncoder keeps only ``encoding_map`` (value -> index in the output space).
+    output_values: list = []
+    if categorical:
+        emap = getattr(assembled.output_encoder, "encoding_map", None)
+        if emap is None:
+            raise ModelFileError(f"the Tracr model {name!r} has a categorical output but no output encoder encoding_map")
+        output_values = [v for v, _ in sorted(emap.items(), key=lambda kv: kv[1])]
     meta = ModelMetadata(
         name=name, vocab=sorted(vocab, key=str), max_seq_len=max_seq_len,
         bos=enc.bos_token, pad=enc.pad_token,
         encoding_map=sorted(enc.encoding_map.items(), key=lambda kv: kv[1]),
         residual_labels=labels, output_encoding=out_node.encoding, output_sop=program.label,
-        output_space=out_space, output_values=[dec[i] for i in range(len(dec))] if dec else [],
+        output_space=out_space, output_values=output_values,
         nodes=nodes, blocks=blocks, source="tracr",
     )
     model = CompiledTransformer(config, meta)
@@ -108,3 +115,112 @@ def _match_blocks(tensors, labels, nodes, config) -> BlockMap:
             if val == n.label:
                 n.layer, n.head = int(key[1:].split(".")[0]), int(key.split(".h")[1])
     return blocks
+
+
+# ----------------------------------------------------------------------------- compiling with real Tracr
+
+_TRACR_HINT = "install the optional Tracr extra: pip install -e '.[tracr]'"
+
+
+def _import_tracr():
+    try:
+        from tracr.compiler import compiling  # type: ignore
+        from tracr.rasp import rasp as trasp  # type: ignore
+    except ImportError as exc:
+        raise CompileError(f"compiling with real Tracr needs the tracr package, which is not installed; {_TRACR_HINT}") from exc
+    return compiling, trasp
+
+
+def to_tracr_rasp(program: Any, trasp: Any) -> Any:
+    """Translate an ``edgeprune.programs.rasp`` expression node for node into ``tracr.rasp``.
+
+    Names and encodings are carried over; no simplification is redone (the
+    expression is already simplified), so the graph is the same graph.
+    A ``tracr.rasp`` expression is returned as is.
+    """
+    from edgeprune.programs import rasp as ours
+
+    if isinstance(program, trasp.RASPExpr):
+        return program
+    memo: dict[int, Any] = {}
+
+    def conv(e: Any) -> Any:
+        if id(e) in memo:
+            return memo[id(e)]
+        if isinstance(e, ours.TokensType):
+            t = trasp.tokens
+        elif isinstance(e, ours.IndicesType):
+            t = trasp.indices
+        elif isinstance(e, ours.LengthType):
+            t = trasp.length
+        elif isinstance(e, ours.LinearSequenceMap):
+            t = trasp.LinearSequenceMap(conv(e.fst), conv(e.snd), e.fst_fac, e.snd_fac)
+        elif isinstance(e, ours.SequenceMap):
+            t = trasp.SequenceMap(e.f, conv(e.fst), conv(e.snd))
+        elif isinstance(e, ours.Map):
+            t = trasp.Map(e.f, conv(e.inner), simplify=False)
+        elif isinstance(e, ours.Full):
+            t = trasp.Full(e.fill)
+        elif isinstance(e, ours.ConstantSOp):
+            t = trasp.ConstantSOp(e.value, e.check_length)
+        elif isinstance(e, ours.Select):
+            pred = e.predicate
+            if isinstance(pred, ours.Comparison):
+                pred = trasp.Comparison[pred.name]
+            t = trasp.Select(conv(e.keys), conv(e.queries), pred)
+        elif isinstance(e, ours.ConstantSelector):
+            t = trasp.ConstantSelector(e.value, e.check_length)
+        elif isinstance(e, ours.SelectorAnd):
+            t = trasp.SelectorAnd(conv(e.fst), conv(e.snd))
+        elif isinstance(e, ours.SelectorOr):
+            t = trasp.SelectorOr(conv(e.fst), conv(e.snd))
+        elif isinstance(e, ours.SelectorNot):
+            t = trasp.SelectorNot(conv(e.inner))
+        elif isinstance(e, ours.SelectorWidth):
+            t = trasp.SelectorWidth(conv(e.selector))
+        elif isinstance(e, ours.Aggregate):
+            t = trasp.Aggregate(conv(e.selector), conv(e.sop), default=e.default)
+        else:
+            raise CompileError(f"cannot translate {type(e).__name__} to tracr.rasp")
+        if not isinstance(e, (ours.TokensType, ours.IndicesType, ours.LengthType)):
+            ann = dict(e.annotations)
+            if "encoding" in ann:
+                ann["encoding"] = trasp.Encoding[ann["encoding"].name]
+            t = trasp.annotate(t, **ann)
+        memo[id(e)] = t
+        return t
+
+    return conv(program)
+
+
+def compile_with_tracr(program: Any, vocab: Any, max_seq_len: int, *, causal: bool = False, name: Optional[str] = None,
+                       compiler_bos: Any = "BOS", compiler_pad: Any = "compiler_pad",
+                       mlp_exactness: float = 100) -> CompiledTransformer:
+    """Compile ``program`` with real Tracr and convert it into a CompiledTransformer.
+
+    ``program`` is an ``edgeprune.programs.rasp`` or a ``tracr.rasp`` expression.
+    The model carries the same metadata (source "tracr") as the own compiler's;
+    ``model.program`` is the program as given. Tracr's refusals become CompileError.
+    """
+    compiling, trasp = _import_tracr()
+    from tracr.compiler import basis_inference, nodes as tnodes, rasp_to_graph  # type: ignore
+
+    vocab_set = set(vocab)
+    if not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool) or max_seq_len < 1:
+        raise CompileError(f"max_seq_len must be a positive integer, got {max_seq_len!r}")
+    if not vocab_set:
+        raise CompileError("the vocab is empty, so tokens has an empty value set; pass the program's input tokens")
+    tprogram = to_tracr_rasp(program, trasp)
+    try:
+        assembled = compiling.compile_rasp_to_model(tprogram, vocab_set, max_seq_len, causal=causal,
+                                                    compiler_bos=compiler_bos, compiler_pad=compiler_pad,
+                                                    mlp_exactness=mlp_exactness)
+    except Exception as exc:  # Tracr raises NotImplementedError, ValueError, KeyError, ... on unsupported programs
+        raise CompileError(f"Tracr cannot compile {getattr(tprogram, 'label', program)!r}: "
+                           f"{type(exc).__name__}: {exc}") from exc
+    model = metadata_from_live_tracr(assembled, tprogram, vocab_set, max_seq_len, name or tprogram.label, trasp,
+                                     tnodes, rasp_to_graph, basis_inference)
+    model.program = program
+    model.tracr_program = tprogram
+    model.assembled = assembled
+    return model

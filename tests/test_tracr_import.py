@@ -161,9 +161,9 @@ def test_saved_model_missing_weights(tmp_path, reference_dir):
         load_model(tmp_path / "rev")
 
 
+@pytest.mark.tracr
 def test_live_tracr_model_converts_like_the_reference(reference_dir):
     """With the optional tracr package: compile reverse with Tracr and convert it in Python."""
-    pytest.importorskip("tracr", reason="the optional tracr package is not installed")
     from tracr.compiler import compiling, lib  # type: ignore
     from tracr.rasp import rasp  # type: ignore
 
