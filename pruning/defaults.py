@@ -49,6 +49,7 @@ RECOVERY_DEFAULTS: dict = {
     "normalize_loss": True,
     "score_weight": 1.0,
     "cut": "minimal",
+    "stop_window": 50,
 }
 
 

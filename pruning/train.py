@@ -5,21 +5,30 @@ gradient clipping at 1.0 are the reference's (HF Trainer) defaults, and they
 shape the dynamics (decay is what first moves log-alphas off their saturated
 init of 10).  Everything random (mask noise, batch order) comes from one
 ``torch.Generator`` whose state is checkpointed, so an interrupted run resumes
-bit-for-bit and reaches the same circuit.  Checkpoints are safetensors (tensors)
-plus JSON (step, config, fingerprints); nothing is pickled.
+bit-for-bit and reaches the same circuit.  A checkpoint is one safetensors file whose
+header holds the JSON state (step, config, fingerprints), written to a ``.tmp``, fsynced
+and renamed, so a kill at any moment leaves the previous checkpoint or the new one, never
+a mix; ``checkpoint.json`` is a readable copy of that state, never read back.  Ctrl-C is
+deferred to the end of the running step, so an interrupted and resumed run is bitwise
+the uninterrupted one (a second Ctrl-C stops at once, keeping the last checkpoint).
+Nothing is pickled.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from edgeprune.core.errors import EdgePruneError
@@ -38,7 +47,46 @@ METRICS = "metrics.jsonl"
 TARGET_CACHE_BYTES = 64 << 20
 #: memory one evaluation pass (writer outputs and task outputs of a chunk of examples) may take
 EVAL_CHUNK_BYTES = 512 << 20
-CHECKPOINT_FORMAT = "edgeprune-prune-checkpoint/1"
+CHECKPOINT_FORMAT = "edgeprune-prune-checkpoint/2"
+#: with a run directory and ``checkpoint_every`` 0, a checkpoint is written after every this many
+#: seconds of training (and at the end), so a killed long run loses at most this much work
+CHECKPOINT_SECONDS = 300.0
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _DeferredInterrupt:
+    """While active, the first SIGINT only sets ``requested`` (the loop stops at the step boundary);
+    a second one raises KeyboardInterrupt at once.  Inactive outside the main thread."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "_DeferredInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
 
 
 @dataclass
@@ -71,6 +119,9 @@ class PruneConfig:
     cut: str = "mean"  # "mean": the reference's kept count; "faithful": sparsest faithful prefix of the ranking;
     # "minimal": that prefix, then each kept edge (lowest-ranked first) dropped if the circuit stays faithful
     cut_tolerance: float = 1e-3  # "faithful" cut: loss allowed, as a fraction of the empty circuit's loss
+    stop_window: int = 0  # steps; > 0: stop once the target warm-up is over and the deterministic circuit has been
+    # faithful (within cut_tolerance) and unchanged for this many steps; 0: always train to ``steps``
+    stop_check_every: int = 10  # steps between those checks (each evaluates the circuit on the data)
 
     def __post_init__(self) -> None:
         check_ablation(self.ablation)
@@ -171,6 +222,8 @@ class Pruner:
         self.loss_unit = self._empty_circuit_loss() if config.normalize_loss else 1.0
         self.step = 0
         self.elapsed = 0.0
+        self._stable: tuple[torch.Tensor, int] | None = None  # (deterministic circuit, step it was first seen)
+        self._empty_loss: float | None = None
         # distributed hooks (pruning.distributed): this rank's rows of each global batch, and an
         # all-reduce of the mask/lambda gradients before clipping; None in a single process
         self.batch_slice: Callable[[int], slice] | None = None
@@ -267,6 +320,28 @@ class Pruner:
         return {"step": self.step, "loss": float(loss.detach()), "faithfulness": float(faith.detach()), "regularizer": float(reg.detach()),
                 "edge_sparsity": float(s_edge.detach()), "edge_target": t_edge, "node_sparsity": float(s_node.detach()),
                 "lambda1": float(self.edge_lambdas[0].detach()), "lambda2": float(self.edge_lambdas[1].detach()), "lr_factor": factor}
+
+    def converged(self) -> bool:
+        """True once training is done: the edge target has finished its warm-up and the deterministic
+        circuit (edges whose deterministic gate and writer's node gate are on) has been faithful and
+        the same for ``stop_window`` steps.  Checked every ``stop_check_every`` steps; the cut then
+        starts from the ranking at this step.  Not checkpointed: a resumed run starts a new window."""
+        c = self.cfg
+        if not c.stop_window or self.step % max(1, c.stop_check_every) or self.step < int(c.target_warmup * c.steps):
+            return False
+        with torch.no_grad():
+            edge_det, node_det = self.masks.deterministic()
+            keep = (edge_det > 0) & (node_det > 0)[self.masks.edge_writer]
+            if self._empty_loss is None:
+                self._empty_loss = self.binary_loss(torch.zeros_like(keep))
+            faithful = self.binary_loss(keep) <= c.cut_tolerance * max(self._empty_loss, 1e-12)
+        if not faithful:
+            self._stable = None
+            return False
+        if self._stable is None or not torch.equal(self._stable[0], keep):
+            self._stable = (keep, self.step)
+            return False
+        return self.step - self._stable[1] >= c.stop_window
 
     def _score_surrogate(self, per_example: torch.Tensor, edge_z: torch.Tensor, node_z: torch.Tensor) -> torch.Tensor:
         """A term whose gradient is the score-function estimate of d E[loss] / d log_alpha.
@@ -462,6 +537,10 @@ class Pruner:
                     self.elapsed += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     self.save_checkpoint(rd)
+                if self.converged():
+                    if log is not None and self.step % c.log_every:
+                        log.write(json.dumps(metrics) + "\n")
+                    break
         except KeyboardInterrupt:
             if rd is not None:
                 self.elapsed += time.perf_counter() - t0
