@@ -15,7 +15,7 @@ from tests.conftest import REFERENCE_DIR
 def test_recover_xproportion_reference_json(capsys):
     code = main(["recover", str(REFERENCE_DIR / "xproportion"), "--json", "--seed", "0"])
     out = json.loads(capsys.readouterr().out)
-    assert code == 0 and out["exact"] is True
+    assert code == 0 and out["exact"] is True and out["verdict"] == "exact"
     assert out["missing"] == [] and out["extra"] == [] and out["edges"] == 7
     assert {"steps", "seconds"} <= set(out)
 
@@ -103,6 +103,8 @@ def test_recover_programs_subset_json_in_registry_order(capsys):
     assert [r["program"] for r in out["programs"]] == ["length", "hist"]  # registry order, not argument order
     assert out["total"] == 2 and out["jobs"] == 1
     assert code == (0 if out["exact"] else 1) and out["exact"] == all(r["exact"] for r in out["programs"])
+    assert sum(out["verdicts"].values()) == 2 and out["verdicts"]["exact"] == sum(r["exact"] for r in out["programs"])
+    assert all(r["verdict"] in ("exact", "alternative", "not-minimal", "unfaithful") for r in out["programs"])
     for r in out["programs"]:
         assert r["layers"] == 1 and r["graph_edges"] == 13 and r["steps"] == 30
         assert "circuit" not in r  # circuits go to the report, not the table
