@@ -112,6 +112,7 @@ def _canon(label: str) -> str:
     return re.sub(r"_\d+(?=_|$)", "", name) + sep + value
 
 
+@pytest.mark.tracr
 def test_compile_sort_at_vocab_1_to_5_equals_tracr_make_sort(tmp_path, capsys):
     pytest.importorskip("tracr")
     from tracr.compiler import compiling
@@ -284,6 +285,7 @@ def test_public_api_recover_program_and_compile_overrides(tmp_path):
     assert ep.compile(ref, vocab=[1, 2], max_seq_len=3).run([[2, 1, 2]]) == [[1, 0, 1]]
 
 
+@pytest.mark.tracr
 def test_a_tracr_program_object_with_the_own_compiler_is_refused_with_a_hint():
     pytest.importorskip("tracr")
     from tracr.rasp import rasp as trasp
@@ -293,3 +295,26 @@ def test_a_tracr_program_object_with_the_own_compiler_is_refused_with_a_hint():
 
     with pytest.raises(EdgePruneError, match="needs --compiler tracr"):
         recover_program(trasp.Map(lambda x: x + 1, trasp.tokens), [1, 2], 3, name="inc")
+
+
+@pytest.mark.tracr
+def test_compiler_tracr_on_a_program_file_and_a_tracr_rasp_object(tmp_path, capsys):
+    pytest.importorskip("tracr")
+    from tracr.rasp import rasp as trasp
+
+    from edgeprune.usecases.recovery import recover_program
+
+    ref = f"{_file(tmp_path, README_EXAMPLE)}:smaller"
+    opts = ("--vocab", "1,2,3", "--max-seq-len", "4")
+    rc, out, _ = _cli(capsys, "info", ref, *opts, "--compiler", "tracr", "--json")
+    real = json.loads(out)
+    rc, out, _ = _cli(capsys, "info", ref, *opts, "--json")
+    own = json.loads(out)
+    assert real["source"] == "tracr" and own["source"] != "tracr"
+    assert real["ground_truth"] == own["ground_truth"] and real["layers"] == own["layers"]
+    rc, out, _ = _cli(capsys, "run", ref, "3", "1", "2", "3", *opts, "--compiler", "tracr")
+    assert rc == 0 and out.strip() == "3 1 2 3 -> 2 0 1 2"
+    got = recover_program(trasp.SelectorWidth(trasp.Select(trasp.tokens, trasp.tokens, trasp.Comparison.LT)),
+                          [1, 2, 3], 4, compiler="tracr", name="smaller_tracr")
+    assert got.model.metadata.source == "tracr" and got.spec.output_encoding == "categorical"
+    assert got.exact and got.truth_check.sufficient
