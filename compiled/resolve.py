@@ -3,8 +3,9 @@ or a user's program reference (``file.py:function``, ``package.module:function``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from edgeprune.compiled.io import is_model_dir, load_model
 from edgeprune.compiled.model import CompiledTransformer
@@ -58,7 +59,7 @@ def compile_spec(spec: Any, *, compiler: str = "own", causal: bool = False) -> C
     return model
 
 
-def compile_registered(name: str, vocab: Optional[Sequence[Any]] = None, max_seq_len: Optional[int] = None,
+def compile_registered(name: str, vocab: Sequence[Any] | None = None, max_seq_len: int | None = None,
                        *, compiler: str = "own", causal: bool = False) -> CompiledTransformer:
     """Compile a program of the library by name (at its own vocab and length unless overridden)."""
     from edgeprune.programs.registry import get_program, with_settings
@@ -66,7 +67,7 @@ def compile_registered(name: str, vocab: Optional[Sequence[Any]] = None, max_seq
     return compile_spec(with_settings(get_program(name), vocab, max_seq_len), compiler=compiler, causal=causal)
 
 
-def program_spec_for(target: str, vocab: Optional[Sequence[Any]] = None, max_seq_len: Optional[int] = None) -> Any:
+def program_spec_for(target: str, vocab: Sequence[Any] | None = None, max_seq_len: int | None = None) -> Any:
     """The ProgramSpec of a library name or a user reference (``file.py:function``: runs the user's code)."""
     from edgeprune.programs.registry import get_program, with_settings
     from edgeprune.programs.user import is_program_reference, load_program
@@ -76,7 +77,7 @@ def program_spec_for(target: str, vocab: Optional[Sequence[Any]] = None, max_seq
     return with_settings(get_program(target), vocab, max_seq_len)
 
 
-def resolve_model(spec: str, vocab: Optional[Sequence[Any]] = None, max_seq_len: Optional[int] = None, *,
+def resolve_model(spec: str, vocab: Sequence[Any] | None = None, max_seq_len: int | None = None, *,
                   causal: bool = False, compiler: str = "own") -> CompiledTransformer:
     """A saved model directory, a Tracr reference directory, a library program name, or a program reference.
 

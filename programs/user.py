@@ -17,8 +17,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.programs import rasp
@@ -125,7 +126,7 @@ def _token(t: str) -> Any:
 
 
 def spec_from_value(value: Any, ref: str, name: str, description: str = "",
-                    vocab: Optional[Sequence[Any]] = None, max_seq_len: Optional[int] = None) -> ProgramSpec:
+                    vocab: Sequence[Any] | None = None, max_seq_len: int | None = None) -> ProgramSpec:
     """Turn what a program function returned (SOp, (SOp, vocab, len) or ProgramSpec) into a ProgramSpec."""
     if isinstance(value, ProgramSpec):
         return with_settings(value, vocab, max_seq_len)
@@ -179,7 +180,7 @@ def _rebuild_from(ref: str) -> Any:
     return build
 
 
-def load_program(ref: str, vocab: Optional[Sequence[Any]] = None, max_seq_len: Optional[int] = None) -> ProgramSpec:
+def load_program(ref: str, vocab: Sequence[Any] | None = None, max_seq_len: int | None = None) -> ProgramSpec:
     """Load ``file.py:function`` / ``module:function`` and return its ProgramSpec (runs the user's code)."""
     source, func_name = split_reference(ref)
     module = _load_module(source, ref)

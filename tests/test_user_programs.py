@@ -120,7 +120,6 @@ def test_compile_sort_at_vocab_1_to_5_equals_tracr_make_sort(tmp_path, capsys):
     from tracr.rasp import rasp as trasp
 
     from edgeprune.compiled.io import load_model
-    from edgeprune.compiled.model import TransformerConfig
     from edgeprune.compiled.tracr_import import haiku_params_to_torch
 
     rc, out, _ = _cli(capsys, "compile", "sort", "--vocab", "1,2,3,4,5", "--max-seq-len", "5", "-o", tmp_path / "m")
@@ -147,7 +146,7 @@ def test_compile_sort_at_vocab_1_to_5_equals_tracr_make_sort(tmp_path, capsys):
             ref = ref.index_select(0, tok_rows)
         if key in residual_dim:
             ref = ref.index_select(residual_dim[key], perm)
-        torch.testing.assert_close(mine, ref, atol=1e-6, rtol=1e-6, msg=lambda m: f"{key}: {m}")
+        torch.testing.assert_close(mine, ref, atol=1e-6, rtol=1e-6, msg=lambda m, key=key: f"{key}: {m}")
     assert ours.run([[5, 3, 5, 1, 2]]) == [[1, 2, 3, 5, 5]]
 
 

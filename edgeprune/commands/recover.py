@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from edgeprune.program_options import PROGRAM_HELP, USER_CODE_NOTE, add_program_arguments, program_options
+from edgeprune.program_options import PROGRAM_HELP, add_program_arguments, program_options
 from edgeprune.selection import add_selection_arguments, selected_programs
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.core.options import ABLATIONS
