@@ -72,10 +72,12 @@ class _DeferredInterrupt:
 
     def __init__(self) -> None:
         self.requested = False
+        self.hard = False
         self._old = None
 
     def _handler(self, signum, frame) -> None:
         if self.requested:
+            self.hard = True
             raise KeyboardInterrupt
         self.requested = True
 
@@ -431,6 +433,7 @@ class Pruner:
     # ----- checkpoints ----------------------------------------------------
     def save_checkpoint(self, run_dir: Path) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
+        self._clean_stale(run_dir)
         tensors = {
             "edge_log_alpha": self.masks.edge_log_alpha.detach().clone(),
             "node_log_alpha": self.masks.node_log_alpha.detach().clone(),
@@ -446,26 +449,53 @@ class Pruner:
                     tensors[f"opt.{pid}.{k}"] = v.detach().clone()
                 else:
                     opt_scalars[f"{pid}.{k}"] = float(v)
-        tmp = run_dir / (CHECKPOINT_TENSORS + ".tmp")
-        save_file(tensors, str(tmp))
         doc = {"format": CHECKPOINT_FORMAT, "step": self.step, "elapsed": self.elapsed, "config": self.cfg.to_dict(),
                "model": self.adapter.model_id(), "data": self.data.fingerprint(), "n_edges": self.adapter.graph.n_edges,
                "optimizer_scalars": opt_scalars}
+        text = json.dumps(doc, indent=1)
+        # one file, state in its header: written aside, flushed to disk, then renamed over the old one
+        tmp = run_dir / (CHECKPOINT_TENSORS + ".tmp")
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"edgeprune": text})
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, run_dir / CHECKPOINT_TENSORS)
+        _fsync_dir(run_dir)
+        # readable copy for people and scripts; load_checkpoint never reads it
         tmp_json = run_dir / (CHECKPOINT_STATE + ".tmp")
-        tmp_json.write_text(json.dumps(doc, indent=1))
-        tmp.replace(run_dir / CHECKPOINT_TENSORS)
-        tmp_json.replace(run_dir / CHECKPOINT_STATE)
+        tmp_json.write_text(text)
+        os.replace(tmp_json, run_dir / CHECKPOINT_STATE)
+
+    @staticmethod
+    def _clean_stale(run_dir: Path) -> None:
+        for name in (CHECKPOINT_TENSORS, CHECKPOINT_STATE):
+            stale = run_dir / (name + ".tmp")
+            if stale.exists():
+                stale.unlink()
 
     def load_checkpoint(self, run_dir: Path) -> None:
-        jpath, tpath = run_dir / CHECKPOINT_STATE, run_dir / CHECKPOINT_TENSORS
-        if not jpath.is_file() or not tpath.is_file():
-            raise EdgePruneError(f"no checkpoint in {run_dir} (expected {CHECKPOINT_STATE} and {CHECKPOINT_TENSORS}); run without --resume")
+        tpath = run_dir / CHECKPOINT_TENSORS
+        self._clean_stale(run_dir)  # a write killed before its rename: the previous checkpoint stands
+        if not tpath.is_file():
+            raise EdgePruneError(f"no checkpoint in {run_dir} (expected {CHECKPOINT_TENSORS}); run without --resume")
+        fix = "delete it (or use --overwrite) and start the run again"
         try:
-            doc = json.loads(jpath.read_text())
-        except json.JSONDecodeError as exc:
-            raise EdgePruneError(f"{jpath} is not valid JSON ({exc}); delete the run directory and start again") from exc
+            with safe_open(str(tpath), framework="pt") as fh:
+                meta = fh.metadata() or {}
+            t = load_file(str(tpath))
+        except Exception as exc:  # safetensors raises its own error types for truncated or corrupt files
+            raise EdgePruneError(f"{tpath} is not a readable safetensors checkpoint (truncated or corrupt: {exc}); {fix}") from exc
+        try:
+            doc = json.loads(meta["edgeprune"])
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+        except (KeyError, ValueError) as exc:
+            raise EdgePruneError(f"{tpath} has no edgeprune state in its header (field 'edgeprune': {exc!r}); {fix}") from exc
         if doc.get("format") != CHECKPOINT_FORMAT:
-            raise EdgePruneError(f"{jpath} is not an edgeprune pruning checkpoint")
+            raise EdgePruneError(f"{tpath} is not an edgeprune pruning checkpoint of format {CHECKPOINT_FORMAT} "
+                                 f"(field 'format' is {doc.get('format')!r}); {fix}")
+        missing = [k for k in ("edge_log_alpha", "node_log_alpha", "edge_lambdas", "node_lambdas", "rng_state") if k not in t]
+        if missing or not isinstance(doc.get("step"), int) or not isinstance(doc.get("config"), dict):
+            raise EdgePruneError(f"{tpath} lacks {missing or 'step/config'}; {fix}")
         if doc.get("model") != self.adapter.model_id() or doc.get("n_edges") != self.adapter.graph.n_edges:
             raise EdgePruneError(
                 f"checkpoint in {run_dir} was made for model {doc.get('model')!r}, not {self.adapter.model_id()!r}; "
@@ -473,11 +503,15 @@ class Pruner:
             )
         if doc.get("data") != self.data.fingerprint():
             raise EdgePruneError(f"checkpoint in {run_dir} was made with other training data; use the same program, seed and data")
-        saved = PruneConfig.from_dict(doc["config"])
+        try:
+            saved = PruneConfig.from_dict(doc["config"])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise EdgePruneError(f"{tpath}: field 'config' is not a valid pruning configuration ({exc}); {fix}") from exc
         if saved != self.cfg:
             diff = {k: (v, getattr(self.cfg, k)) for k, v in saved.to_dict().items() if getattr(self.cfg, k) != v}
             raise EdgePruneError(f"checkpoint in {run_dir} used other settings {diff} (saved, now); resume with the same settings")
-        t = load_file(str(tpath))
+        if t["edge_log_alpha"].shape != self.masks.edge_log_alpha.shape or t["node_log_alpha"].shape != self.masks.node_log_alpha.shape:
+            raise EdgePruneError(f"{tpath}: mask shapes differ from this model's graph; {fix}")
         with torch.no_grad():
             self.masks.edge_log_alpha.copy_(t["edge_log_alpha"])
             self.masks.node_log_alpha.copy_(t["node_log_alpha"])
@@ -515,16 +549,24 @@ class Pruner:
             rd.mkdir(parents=True, exist_ok=True)
             mpath = rd / METRICS
             kept = []
-            if resume and mpath.is_file():  # drop lines written after the checkpoint
-                kept = [ln for ln in mpath.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
+            if resume and mpath.is_file():  # drop lines written after the checkpoint, and a line cut by a kill
+                for ln in mpath.read_text(encoding="utf-8", errors="replace").splitlines():
+                    try:
+                        row = json.loads(ln)
+                    except ValueError:
+                        continue
+                    if isinstance(row, dict) and isinstance(row.get("step", 0), int) and row.get("step", 0) <= self.step:
+                        kept.append(ln)
             mpath.write_text("".join(ln + "\n" for ln in kept))
             log = mpath.open("a")
         end = c.steps if stop_after is None else min(c.steps, self.step + stop_after)
         bar = tqdm(total=c.steps, initial=self.step, disable=not progress, file=sys.stderr, desc="pruning", leave=False)
         metrics: dict = {}
         t0 = time.perf_counter()
+        last_save = t0
+        stop = _DeferredInterrupt().__enter__()
         try:
-            while self.step < end:
+            while self.step < end and not stop.requested:
                 metrics = self.train_step()
                 bar.update(1)
                 if log is not None and (self.step % c.log_every == 0 or self.step == end):
@@ -533,21 +575,31 @@ class Pruner:
                     callback(metrics)
                 if self.step % max(1, c.log_every) == 0:
                     bar.set_postfix(loss=f"{metrics['loss']:.3g}", sparsity=f"{metrics['edge_sparsity']:.3f}")
-                if rd is not None and c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                if rd is not None and (self.step % c.checkpoint_every == 0 if c.checkpoint_every
+                                       else time.perf_counter() - last_save >= CHECKPOINT_SECONDS):
                     self.elapsed += time.perf_counter() - t0
-                    t0 = time.perf_counter()
+                    t0 = last_save = time.perf_counter()
+                    if log is not None:
+                        log.flush()
                     self.save_checkpoint(rd)
                 if self.converged():
                     if log is not None and self.step % c.log_every:
                         log.write(json.dumps(metrics) + "\n")
                     break
+            if stop.requested:  # Ctrl-C, honoured here at the step boundary
+                raise KeyboardInterrupt
         except KeyboardInterrupt:
-            if rd is not None:
+            if rd is not None and stop.hard:
+                print(f"interrupted mid-step: the last checkpoint in {rd} stands; continue with --resume", file=sys.stderr)
+            elif rd is not None:
                 self.elapsed += time.perf_counter() - t0
+                if log is not None:
+                    log.flush()
                 self.save_checkpoint(rd)
                 print(f"interrupted: checkpoint at step {self.step} saved in {rd}; continue with --resume", file=sys.stderr)
             raise
         finally:
+            stop.__exit__()
             bar.close()
             if log is not None:
                 log.close()

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from edgeprune.core.errors import EdgePruneError
+from edgeprune.core.files import check_output
 from edgeprune.core.options import ABLATIONS, RANKED_METHODS
 from edgeprune.program_options import PROGRAM_HELP, add_program_arguments, program_options
 from edgeprune.selection import add_selection_arguments, selected_programs
@@ -72,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--acdc-tau", type=float, default=1e-4, help="ACDC threshold, times the empty circuit's KL (default 1e-4)")
     p.add_argument("--out", default=None,
                    help="output directory (default results/compare-methods/<target, all, or model-task>-<ablation>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of the Markdown table")
     p.add_argument("--no-progress", action="store_true")
@@ -142,15 +144,18 @@ def run(args: argparse.Namespace) -> int:
 
         label = f"{Path(args.model).name or args.model}-{Path(args.task).stem}"
         out = Path(args.out or f"results/compare-methods/{label}-{opts.ablation}")
+        check_output(out, overwrite=args.overwrite, resume=bool(getattr(args, "resume", False)))
         result = cm.compare_language_model(args.model, args.task, opts, out, plot_it, parse_sizes(args.examples),
                                            args.dtype or "float32", args.device or "cpu")
     elif many:
         out = Path(args.out or f"results/compare-methods/all-{opts.ablation}")
+        check_output(out, overwrite=args.overwrite, resume=bool(getattr(args, "resume", False)))
         result = cm.compare_programs(selected_programs(args), opts, out, args.resume, args.jobs, plot_it,
                                      progress=not (args.no_progress or args.json) and sys.stderr.isatty())
     else:
         stem = Path(args.target).name.replace(":", "-")
         out = Path(args.out or f"results/compare-methods/{stem}-{opts.ablation}")
+        check_output(out, overwrite=args.overwrite, resume=bool(getattr(args, "resume", False)))
         result = cm.compare_program(args.target, opts, out, plot_it, program_options(args))
     if args.json:
         print(json.dumps([asdict(r) for r in result.rows]))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from edgeprune.core.errors import EdgePruneError, InputError
+from edgeprune.core.files import check_output
 from edgeprune.program_options import PROGRAM_HELP, USER_CODE_NOTE, add_program_arguments, program_options
 
 
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import-tracr", help="import a Tracr reference directory into a saved model")
     p.add_argument("ref_dir", type=Path)
     p.add_argument("-o", "--out", type=Path, required=True, help="output model directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("compile", help="compile a library program or your own program file and save it",
@@ -35,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("program", help=PROGRAM_HELP.split(", a saved model")[0] + ", or your own program as "
                    "path/to/file.py:function or package.module:function (loading a program file runs its code)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output model directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
     add_program_arguments(p)
     p.set_defaults(func=cmd_compile)
 
@@ -133,6 +136,7 @@ def cmd_import(args) -> int:
     from edgeprune.compiled.io import save_model
     from edgeprune.compiled.tracr_import import load_reference_dir
 
+    check_output(args.out, overwrite=args.overwrite, inputs=[args.ref_dir], flag="-o")
     model, _ = load_reference_dir(args.ref_dir)
     save_model(model, args.out, ground_truth=ground_truth_dict(model))
     print(f"imported {args.ref_dir} -> {args.out}")
@@ -146,6 +150,9 @@ def cmd_compile(args) -> int:
 
     if Path(args.program).is_dir():
         raise EdgePruneError(f"{args.program} is a directory; compile takes a program name or file.py:function")
+    program_file = args.program.split(":", 1)[0] if args.program.count(":") == 1 else None
+    check_output(args.out, overwrite=args.overwrite, flag="-o",
+                 inputs=[program_file if program_file and Path(program_file).exists() else None])
     opts = program_options(args)
     spec = program_spec_for(args.program, opts["vocab"], opts["max_seq_len"])
     model = compile_spec(spec, compiler=opts["compiler"], causal=opts["causal"])

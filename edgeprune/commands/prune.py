@@ -8,6 +8,7 @@ import os
 import sys
 
 from edgeprune.core.errors import EdgePruneError
+from edgeprune.core.files import check_output
 from edgeprune.core.options import ABLATIONS
 
 TASK_HELP = "ioi, ioi-t1, gt, gp, boolean-ip, boolean-fs, or a JSONL file of clean/corrupted pairs"
@@ -51,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="run directory: checkpoints, metrics.jsonl, circuit.json, metrics.json")
     p.add_argument("--checkpoint-every", type=int, default=0, help="checkpoint every N steps (needs --out)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the contents of an existing non-empty --out")
     p.add_argument("--distributed", action="store_true",
                    help="FSDP over the processes of torchrun (implied when WORLD_SIZE > 1)")
     p.add_argument("--backend", default=None, help="torch.distributed backend (default: nccl on cuda, else gloo)")
@@ -75,6 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("circuit", help="circuit JSON file")
     d.add_argument("-o", "--output", required=True, help="picture file, .png or .svg")
     d.add_argument("--title", default=None)
+    d.add_argument("--overwrite", action="store_true", help="replace an existing picture file")
     d.set_defaults(func=run_draw)
 
 
@@ -95,6 +98,18 @@ def _distributed_requested(args: argparse.Namespace) -> bool:
     return bool(args.distributed) or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def _check_ranges(args: argparse.Namespace) -> None:
+    """Every numeric option of ``prune`` in its range, one clear error naming the option."""
+    checks = [("--lr", args.lr, lambda v: v > 0, "> 0"), ("--lambda-lr", args.lambda_lr, lambda v: v > 0, "> 0"),
+              ("--edge-target", args.edge_target, lambda v: v >= 0, ">= 0"),
+              ("--steps", args.steps, lambda v: v >= 1, ">= 1"), ("--batch-size", args.batch_size, lambda v: v >= 1, ">= 1"),
+              ("--eval-batch-size", args.eval_batch_size, lambda v: v >= 1, ">= 1"),
+              ("--checkpoint-every", args.checkpoint_every, lambda v: v >= 0, ">= 0 (0: only at the end)")]
+    for name, value, ok, rule in checks:
+        if value is not None and (value != value or not ok(value)):
+            raise EdgePruneError(f"{name} must be {rule}, got {value}")
+
+
 def run_prune(args: argparse.Namespace) -> int:
     from edgeprune.pruning.language_models import (DEFAULT_TARGET_SPARSITY, lm_config, load_model, parse_sizes,
                                          prune_language_model)
@@ -103,6 +118,9 @@ def run_prune(args: argparse.Namespace) -> int:
         raise EdgePruneError("--resume needs --out pointing at the interrupted run's directory")
     if args.checkpoint_every and not args.out:
         raise EdgePruneError("--checkpoint-every needs --out (where to write the checkpoints)")
+    _check_ranges(args)
+    if args.out:
+        check_output(args.out, overwrite=args.overwrite, resume=args.resume, inputs=[args.model, args.task])
     target = DEFAULT_TARGET_SPARSITY if args.target_sparsity is None else args.target_sparsity
     config = lm_config(target, args.edge_target, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        lambda_lr=args.lambda_lr, ablation=args.ablation, seed=args.seed,
@@ -146,6 +164,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_draw(args: argparse.Namespace) -> int:
     from edgeprune.verify.draw import draw_circuit
 
+    check_output(args.output, overwrite=args.overwrite, inputs=[args.circuit], flag="-o")
     path = draw_circuit(args.circuit, args.output, title=args.title)
     print(f"wrote {path}")
     return 0

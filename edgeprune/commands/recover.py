@@ -10,6 +10,7 @@ import time
 from edgeprune.program_options import PROGRAM_HELP, add_program_arguments, program_options
 from edgeprune.selection import add_selection_arguments, selected_programs
 from edgeprune.core.errors import EdgePruneError
+from edgeprune.core.files import check_output
 from edgeprune.core.options import ABLATIONS
 
 
@@ -39,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", default=None, help="directory for checkpoints, metrics.jsonl and circuit.json")
     p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N steps (needs --run-dir)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --run-dir")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --report or --run-dir")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -187,9 +189,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.all or args.programs is not None:
         if args.resume or args.run_dir:
             raise EdgePruneError("--run-dir/--resume apply to one program; drop --all")
+        if args.report:
+            check_output(args.report, overwrite=args.overwrite, flag="--report")
         return _all(args)
     if args.report or args.jobs != 1:
         raise EdgePruneError("--report and --jobs apply to several programs; add --all (or --programs a,b,c)")
+    if args.run_dir and not args.resume:
+        check_output(args.run_dir, overwrite=args.overwrite, flag="--run-dir")
     if not args.target:
         raise EdgePruneError("name a program (see `edgeprune programs`) or a model directory, or pass --all")
     if args.resume and not args.run_dir:
