@@ -50,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute each block in the backward pass instead of storing its activations")
     p.add_argument("--out", default=None, help="run directory: checkpoints, metrics.jsonl, circuit.json, metrics.json")
-    p.add_argument("--checkpoint-every", type=int, default=0, help="checkpoint every N steps (needs --out)")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="checkpoint every N steps (needs --out); default 0: with --out, a checkpoint after every "
+                        "5 minutes of training and at the end, so a killed run continues with --resume")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the contents of an existing non-empty --out")
     p.add_argument("--distributed", action="store_true",

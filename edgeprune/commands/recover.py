@@ -194,6 +194,10 @@ def _run(args: argparse.Namespace) -> int:
         return _all(args)
     if args.report or args.jobs != 1:
         raise EdgePruneError("--report and --jobs apply to several programs; add --all (or --programs a,b,c)")
+    if args.checkpoint_every is not None and args.checkpoint_every < 0:
+        raise EdgePruneError(f"--checkpoint-every must be >= 0 (0: only at the end), got {args.checkpoint_every}")
+    if args.steps is not None and args.steps < 1:
+        raise EdgePruneError(f"--steps must be >= 1, got {args.steps}")
     if args.run_dir and not args.resume:
         check_output(args.run_dir, overwrite=args.overwrite, flag="--run-dir")
     if not args.target:
