@@ -18,6 +18,7 @@ compiler and the reference data depend on is kept on purpose:
 from __future__ import annotations
 
 import enum
+import copy as _copy
 import itertools
 from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar, Union
 
@@ -29,6 +30,10 @@ SOpT = TypeVar("SOpT", bound="SOp")
 
 _NAME = "name"
 _ENCODING = "encoding"
+
+# Annotation key -> function of the expression giving its default, read lazily (Tracr's DEFAULT_ANNOTATORS);
+# "name" and "encoding" are registered below, once their functions exist.
+DEFAULT_ANNOTATORS: dict[str, Callable[["RASPExpr"], Any]] = {}
 
 
 class RASPExpr:
@@ -48,11 +53,10 @@ class RASPExpr:
 
     @property
     def annotations(self) -> Mapping[str, Any]:
-        """Annotations given so far plus the defaults (name, encoding), filled in on first read."""
-        if _NAME not in self._annotations:
-            self._annotations[_NAME] = default_name(self)
-        if isinstance(self, SOp) and _ENCODING not in self._annotations:
-            self._annotations[_ENCODING] = Encoding.CATEGORICAL
+        """Annotations given so far plus the defaults of ``DEFAULT_ANNOTATORS``, filled in on first read."""
+        for key, annotator in DEFAULT_ANNOTATORS.items():
+            if key not in self._annotations and (key != _ENCODING or isinstance(self, SOp)):
+                self._annotations[key] = annotator(self)
         return dict(self._annotations)
 
     @annotations.setter
@@ -78,6 +82,13 @@ class RASPExpr:
     def label(self) -> str:
         return f"{self.name}_{self.unique_id}"
 
+    def copy(self: ExprT) -> ExprT:
+        """A shallow copy with its own annotations and a new id (drawn when first needed), as in Tracr."""
+        new = _copy.copy(self)
+        new._annotations = dict(self._annotations)
+        new._unique_id = None
+        return new
+
     def named(self: ExprT, name: str) -> ExprT:
         return annotate(self, name=name)
 
@@ -86,9 +97,10 @@ class RASPExpr:
 
 
 def annotate(expr: ExprT, **annotations: Any) -> ExprT:
-    """Add annotations in place (new keys win) and return the same expression."""
-    expr._annotations = {**expr._annotations, **annotations}
-    return expr
+    """A copy of ``expr`` with ``annotations`` added (new keys win); ``expr`` itself is unchanged, as in Tracr."""
+    new = expr.copy()
+    new._annotations = {**expr.annotations, **annotations}
+    return new
 
 
 # ----------------------------------------------------------------------------- SOps
@@ -643,3 +655,14 @@ __all__ = [
     "annotate", "categorical", "default_name", "evaluate", "get_encoding", "indices", "is_categorical",
     "is_numerical", "length", "numerical", "selector_and", "selector_not", "selector_or", "sop_not", "tokens",
 ]
+
+
+def default_encoding(expr: RASPExpr) -> Encoding:
+    """Every SOp is categorical unless annotated otherwise."""
+    if not isinstance(expr, SOp):
+        raise TypeError(f"{expr!r} is not an SOp and has no encoding")
+    return Encoding.CATEGORICAL
+
+
+DEFAULT_ANNOTATORS[_NAME] = default_name
+DEFAULT_ANNOTATORS[_ENCODING] = default_encoding

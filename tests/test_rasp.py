@@ -142,9 +142,14 @@ def test_encodings_default_categorical():
     assert rasp.is_categorical(m) and not rasp.is_numerical(m)
     n = rasp.numerical(rasp.Map(lambda x: x, rasp.tokens))
     assert rasp.is_numerical(n) and rasp.get_encoding(n) is rasp.Encoding.NUMERICAL
-    # naming keeps the encoding and vice versa
-    assert rasp.is_numerical(n.named("n")) and n.name == "n"
-    assert rasp.categorical(n) is n and rasp.is_categorical(n)
+    # naming keeps the encoding and vice versa; as in Tracr, annotating returns a copy and leaves n alone
+    named = n.named("n")
+    assert rasp.is_numerical(named) and named.name == "n" and n.name != "n" and named.label != n.label
+    c = rasp.categorical(n)
+    assert c is not n and rasp.is_categorical(c) and rasp.is_numerical(n)
+    assert rasp.is_categorical(rasp.tokens) and rasp.is_numerical(rasp.numerical(rasp.tokens))
+    assert rasp.DEFAULT_ANNOTATORS["encoding"](m) is rasp.Encoding.CATEGORICAL
+    assert n.copy() is not n and n.copy().label != n.label and rasp.is_numerical(n.copy())
 
 
 def test_constant_sop_and_selector():
