@@ -83,10 +83,18 @@ class Circuit:
         if not p.is_file():
             raise EdgePruneError(f"circuit file {p} does not exist")
         try:
-            data = json.loads(p.read_text())
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise EdgePruneError(f"circuit file {p} is not UTF-8 text ({exc}); write it again with edgeprune") from exc
         except json.JSONDecodeError as exc:
             raise EdgePruneError(f"circuit file {p} is not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except EdgePruneError as exc:
+            raise EdgePruneError(f"circuit file {p}: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise EdgePruneError(f"circuit file {p} is malformed ({type(exc).__name__}: {exc}); it needs an 'edges' "
+                                 "list of [writer, reader] name pairs, as edgeprune prune writes") from exc
 
     def to_networkx(self) -> nx.DiGraph:
         """Node-level view: q/k/v readers fold into their head, edges labelled by role."""

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import re
 
+from edgeprune.core.errors import EdgePruneError
+
+
+class NodeNameError(EdgePruneError):
+    """A node name that does not parse (a ValueError, as before, and a user-facing EdgePruneError)."""
+
 TOK = "tok"
 POS = "pos"
 OUT = "out"
@@ -48,7 +54,7 @@ def parse_node(name: str) -> tuple[str, int, int, str]:
     m = _GROUP.match(name)
     if m:
         return "group", int(m.group(1)), int(m.group(2)), ""
-    raise ValueError(
+    raise NodeNameError(
         f"unknown node name {name!r}: expected tok, pos, a<L>.h<H>[.q|.k|.v], a<L>.g<G>.k|v, m<L> or out"
     )
 
