@@ -2,18 +2,64 @@
 
 Usage: python benchmarks/bench_recover.py [--threads 1] [--seeds 0 1 2] [--ablation zero]
 Runs on the Tracr reference models in tests/data/tracr-reference (no compiler needed).
+
+    python benchmarks/bench_recover.py --library reverse,xproportion,sort
+
+runs each named library program in its own process (``OMP_NUM_THREADS=1``) and prints the whole
+process's seconds (imports, compile, training, cut, checks), the steps taken (fewer than the
+configured ones when training stopped early) and where the time went: training loop, the cut
+(``Pruner.circuit``) and the rest of ``recover`` (compiling, the ground-truth and circuit checks).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 REF = Path(__file__).resolve().parents[1] / "tests" / "data" / "tracr-reference"
+
+
+def _one(name: str, ablation: str) -> None:
+    """In a child process: recover ``name`` with the cut timed; print one JSON row."""
+    from edgeprune.pruning import train
+    from edgeprune.usecases.recovery import recover
+
+    cut = [0.0]
+    original = train.Pruner.circuit
+
+    def timed_circuit(self):
+        t0 = time.perf_counter()
+        try:
+            return original(self)
+        finally:
+            cut[0] += time.perf_counter() - t0
+
+    train.Pruner.circuit = timed_circuit
+    t0 = time.perf_counter()
+    res = recover(name, ablation, 0)
+    total = time.perf_counter() - t0
+    print(json.dumps({"program": name, "exact": res.comparison.exact, "steps": res.steps, "train_s": round(res.seconds, 2),
+                      "cut_s": round(cut[0], 2), "other_s": round(total - res.seconds - cut[0], 2)}))
+
+
+def library(names: list[str], ablation: str) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    print(f"{'program':<16} exact  steps  process s  train s  cut s  compile+check s   ({ablation}, one thread, noisy)")
+    for name in names:
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, __file__, "--one", name, "--ablation", ablation], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        wall = time.perf_counter() - t0
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"{name:<16} {str(r['exact']):<5}  {r['steps']:>5}  {wall:>9.1f}  {r['train_s']:>7.1f}  {r['cut_s']:>5.1f}  "
+              f"{r['other_s']:>15.1f}", flush=True)
 
 
 def main() -> None:
@@ -23,7 +69,14 @@ def main() -> None:
     ap.add_argument("--ablation", choices=("zero", "interchange"), default="zero")
     ap.add_argument("--programs", nargs="+", default=["reverse", "xproportion"])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--library", default=None, help="comma-separated library programs, each in its own process")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.one is not None:
+        torch.set_num_threads(1)
+        return _one(args.one, args.ablation)
+    if args.library is not None:
+        return library(args.library.split(","), args.ablation)
     torch.set_num_threads(args.threads)
     from edgeprune.usecases.recovery import recover
 
