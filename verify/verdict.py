@@ -71,13 +71,19 @@ def minimise(oracle: Oracle, edges: Iterable[Edge], order: Sequence[Edge] | None
 
 
 def checked_ground_truth(model: CompiledTransformer, ablation: str = "zero",
-                         inputs: Sequence[list[Any]] | None = None, oracle: Oracle | None = None) -> Circuit:
-    """The static ground truth when the checker accepts it, else the circuit derived from the model (see module)."""
+                         inputs: Sequence[list[Any]] | None = None, oracle: Oracle | None = None,
+                         tolerated: Iterable[Sequence[str]] = ()) -> Circuit:
+    """The static ground truth when the checker accepts it, else the circuit derived from the model (see module).
+
+    ``tolerated`` are static edges known to be exercised by no valid input (a program's
+    ``ProgramSpec.unnecessary_edges``, each with its reason): they do not make the rule fail.
+    """
+    known = {(e[0], e[1]) for e in tolerated}
     oracle = oracle or Oracle(model, ablation, inputs)
     static = ground_truth(model, ablation)
     edges = set(static.edges)
     sufficient = oracle.sufficient(edges)
-    unneeded = [] if not sufficient else oracle.unnecessary(edges)
+    unneeded = [] if not sufficient else [e for e in oracle.unnecessary(edges) if e not in known]
     meta = dict(static.meta)
     if sufficient and not unneeded:
         meta["rule"] = "static"

@@ -144,8 +144,18 @@ def recover(target: str, ablation: str = "zero", seed: int = 0, steps: int | Non
                                 compiler=compiler)
     name = spec.name if spec is not None else model.metadata.name
     overrides.setdefault("alternatives", known_alternatives(spec, ablation))
+    overrides.setdefault("tolerated", tolerated_edges(spec))
     return _prune_and_compare(model, data, name, getattr(spec, "pruning", None), ablation, seed, steps, run_dir,
                               resume, progress, t0, overrides)
+
+
+def tolerated_edges(spec: Any | None) -> list[tuple[str, str]]:
+    """The spec's ``unnecessary_edges`` ("writer -> reader" -> reason) as edges the ground truth may keep."""
+    edges = []
+    for text in getattr(spec, "unnecessary_edges", None) or {}:
+        writer, reader = (part.strip() for part in text.split("->"))
+        edges.append((writer, reader))
+    return edges
 
 
 def known_alternatives(spec: Any | None, ablation: str) -> list:
@@ -241,6 +251,7 @@ def _prune_and_compare(model: CompiledTransformer, data: PruneData, name: str, s
     from edgeprune.verify.verdict import checked_ground_truth, judge
 
     alternatives = overrides.pop("alternatives", ())
+    tolerated = overrides.pop("tolerated", ())
     config = recovery_config(name, spec_pruning, ablation=ablation, seed=seed, steps=steps, **overrides)
     adapter = CompiledAdapter(model)
     pruner = Pruner(adapter, data, config)
@@ -252,7 +263,7 @@ def _prune_and_compare(model: CompiledTransformer, data: PruneData, name: str, s
         torch.set_num_threads(threads)
     # the ground truth checked on the model (derived from it where the static rule fails), and the verdict
     oracle = Oracle(model, ablation, model_inputs(model, limit=MAX_ENUMERATED))
-    truth = checked_ground_truth(model, ablation, oracle=oracle)
+    truth = checked_ground_truth(model, ablation, oracle=oracle, tolerated=tolerated)
     comparison = compare(result.circuit, truth)
     judgement = judge(model, result.circuit, truth, ablation, oracle=oracle, comparison=comparison,
                       alternatives=alternatives)
