@@ -243,9 +243,11 @@ class Pruner:
         d = self.data
         km = None if d.key_mask is None else d.key_mask[:1]
         writers = self.adapter.writer_outputs(d.ids[:1], km)
-        per_example = 4 * (2 * writers.numel() + 6 * self.adapter.readout(writers.sum(0)).numel())  # loss temporaries
+        # the full output through the adapter's own path (an FSDP adapter reads out only inside its root unit)
+        out_numel = self.adapter.full_output(d.ids[:1], km).numel()
+        per_example = 4 * (2 * writers.numel() + 6 * out_numel)  # loss temporaries
         chunk = int(max(1, min(512, EVAL_CHUNK_BYTES // per_example)))
-        out_bytes = 4 * self.adapter.readout(writers.sum(0)).numel() * len(d)
+        out_bytes = 4 * out_numel * len(d)
         if out_bytes > TARGET_CACHE_BYTES:
             return chunk, None
         parts = [self.adapter.full_output(d.ids[a:a + chunk], None if d.key_mask is None else d.key_mask[a:a + chunk])
