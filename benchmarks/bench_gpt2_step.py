@@ -57,8 +57,15 @@ def main(argv: list[str] | None = None) -> dict:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=args.layers, n_head=args.heads, n_embd=args.d_model, n_positions=max(1024, args.seq),
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    cfg = GPT2Config(
+        n_layer=args.layers,
+        n_head=args.heads,
+        n_embd=args.d_model,
+        n_positions=max(1024, args.seq),
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     cfg._attn_implementation = "eager"
     from edgeprune.pruning.adapters.hf_loading import resolve_dtype
 
@@ -117,13 +124,22 @@ def main(argv: list[str] | None = None) -> dict:
     plain_gpu = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
 
     result = {
-        "device": args.device, "threads": torch.get_num_threads(), "batch": args.batch, "seq": args.seq,
-        "layers": args.layers, "heads": args.heads, "d_model": args.d_model, "edges": g.n_edges,
-        "gradient_checkpointing": args.gradient_checkpointing, "dtype": args.dtype,
-        "masked_step_s": round(masked_s, 4), "plain_step_s": round(plain_s, 4),
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "seq": args.seq,
+        "layers": args.layers,
+        "heads": args.heads,
+        "d_model": args.d_model,
+        "edges": g.n_edges,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "dtype": args.dtype,
+        "masked_step_s": round(masked_s, 4),
+        "plain_step_s": round(plain_s, 4),
         "ratio": round(masked_s / plain_s, 2),
         "masked_step_peak_growth_mib": round(growth["pruning_step"], 1),
-        "peak_rss_mib_after_masked": round(rss_after_masked, 1), "peak_rss_mib_end": round(_rss_mib(), 1),
+        "peak_rss_mib_after_masked": round(rss_after_masked, 1),
+        "peak_rss_mib_end": round(_rss_mib(), 1),
     }
     if cuda:
         result.update(peak_gpu_mib_masked=round(masked_gpu, 1), peak_gpu_mib_plain=round(plain_gpu, 1))

@@ -47,33 +47,61 @@ def main(argv: list[str] | None = None) -> dict:
     sizes = tuple(int(s) for s in args.examples.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         tok = task_tokenizer()
-        model_dir = save_model(tiny_gpt2(len(tok), n_layer=args.layers, n_head=args.heads, n_embd=args.d_model,
-                                         seed=args.seed), tok, Path(tmp) / "gpt2")
-        base = dict(ablation="interchange", seed=args.seed, steps=args.steps, target_sparsity=args.sparsity,
-                    batch_size=args.batch)
+        model_dir = save_model(
+            tiny_gpt2(len(tok), n_layer=args.layers, n_head=args.heads, n_embd=args.d_model, seed=args.seed),
+            tok,
+            Path(tmp) / "gpt2",
+        )
+        base = dict(
+            ablation="interchange",
+            seed=args.seed,
+            steps=args.steps,
+            target_sparsity=args.sparsity,
+            batch_size=args.batch,
+        )
         bench = LMBench(str(model_dir), args.task, Options(methods=("ep",), **base), sizes=sizes, device=args.device)
         ep = bench.run_ep()
         rows = [ep]
         for keep in (float(k) for k in args.keep.split(",")):
             bench.opts = Options(methods=("hap",), hap_keep=keep, hap_steps=args.hap_steps, **base)
             rows.append(bench.run_hap())
-    doc = {"model": f"random GPT-2, {args.layers} layers x {args.heads} heads, d {args.d_model}",
-           "edges": bench.graph.n_edges, "task": args.task, "steps": args.steps, "sparsity": args.sparsity,
-           "empty_kl": bench.empty_metrics["kl"], "rows": []}
+    doc = {
+        "model": f"random GPT-2, {args.layers} layers x {args.heads} heads, d {args.d_model}",
+        "edges": bench.graph.n_edges,
+        "task": args.task,
+        "steps": args.steps,
+        "sparsity": args.sparsity,
+        "empty_kl": bench.empty_metrics["kl"],
+        "rows": [],
+    }
     for r in rows:
-        doc["rows"].append({"method": r.method, "setting": r.setting, "edges": r.edges, "kl": r.kl,
-                            r.metric_name: r.metric, "cpu_s": r.cpu_seconds, "wall_s": r.seconds,
-                            "cpu_ratio_to_ep": r.cpu_seconds / ep.cpu_seconds,
-                            "kept": r.extra.get("kept"), "attribution_s": r.extra.get("attribution_seconds")})
+        doc["rows"].append(
+            {
+                "method": r.method,
+                "setting": r.setting,
+                "edges": r.edges,
+                "kl": r.kl,
+                r.metric_name: r.metric,
+                "cpu_s": r.cpu_seconds,
+                "wall_s": r.seconds,
+                "cpu_ratio_to_ep": r.cpu_seconds / ep.cpu_seconds,
+                "kept": r.extra.get("kept"),
+                "attribution_s": r.extra.get("attribution_seconds"),
+            }
+        )
     if args.json:
         print(json.dumps(doc, indent=1))
     else:
-        print(f"{doc['model']}, {doc['edges']} edges; {args.task}, {args.steps} steps, sparsity {args.sparsity}, "
-              f"interchange ablation; empty-circuit KL {doc['empty_kl']:.4f}")
+        print(
+            f"{doc['model']}, {doc['edges']} edges; {args.task}, {args.steps} steps, sparsity {args.sparsity}, "
+            f"interchange ablation; empty-circuit KL {doc['empty_kl']:.4f}"
+        )
         print(f"{'method':<6} {'setting':<44} {'edges':>5} {'KL':>8} {'cpu s':>7} {'x EP':>6}")
         for r in doc["rows"]:
-            print(f"{r['method']:<6} {r['setting'][:44]:<44} {r['edges']:>5} {r['kl']:>8.4f} {r['cpu_s']:>7.1f} "
-                  f"{r['cpu_ratio_to_ep']:>6.2f}")
+            print(
+                f"{r['method']:<6} {r['setting'][:44]:<44} {r['edges']:>5} {r['kl']:>8.4f} {r['cpu_s']:>7.1f} "
+                f"{r['cpu_ratio_to_ep']:>6.2f}"
+            )
     return doc
 
 

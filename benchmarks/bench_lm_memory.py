@@ -36,9 +36,15 @@ def one(n: int, seq: int, vocab: int, layers: int, d_model: int, heads: int, ste
     setup = time.perf_counter() - t0
     pruner.run(progress=False)
     loss = pruner.binary_loss(pruner.masks.edge_log_alpha.detach() > 0, limit=256)  # chunked evaluation
-    return {"examples": n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "setup_s": round(setup, 2), "total_s": round(time.perf_counter() - t0, 2), "cached_targets": pruner.full_out is not None,
-            "eval_chunk": pruner.chunk, "circuit_loss": round(loss, 4)}
+    return {
+        "examples": n,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "setup_s": round(setup, 2),
+        "total_s": round(time.perf_counter() - t0, 2),
+        "cached_targets": pruner.full_out is not None,
+        "eval_chunk": pruner.chunk,
+        "circuit_loss": round(loss, 4),
+    }
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -58,19 +64,45 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(one(a.one, *shape)))
         return []
     rows = []
-    print(f"random GPT-2: {a.layers} layers, d_model {a.d_model}, {a.heads} heads, vocab {a.vocab}; "
-          f"seq {a.seq}, batch {a.batch}, {a.steps} steps; one subprocess per size")
+    print(
+        f"random GPT-2: {a.layers} layers, d_model {a.d_model}, {a.heads} heads, vocab {a.vocab}; "
+        f"seq {a.seq}, batch {a.batch}, {a.steps} steps; one subprocess per size"
+    )
     print(f"{'examples':>9} {'peak RSS MB':>12} {'setup s':>8} {'total s':>8} {'cached':>7} {'chunk':>6}")
     for n in [int(x) for x in a.sizes.split(",")]:
-        cmd = [sys.executable, __file__, "--one", str(n), "--seq", str(a.seq), "--vocab", str(a.vocab), "--layers",
-               str(a.layers), "--d-model", str(a.d_model), "--heads", str(a.heads), "--steps", str(a.steps),
-               "--batch", str(a.batch)]
-        row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            str(n),
+            "--seq",
+            str(a.seq),
+            "--vocab",
+            str(a.vocab),
+            "--layers",
+            str(a.layers),
+            "--d-model",
+            str(a.d_model),
+            "--heads",
+            str(a.heads),
+            "--steps",
+            str(a.steps),
+            "--batch",
+            str(a.batch),
+        ]
+        row = json.loads(
+            subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        )
         rows.append(row)
-        print(f"{row['examples']:>9} {row['peak_rss_mb']:>12.0f} {row['setup_s']:>8} {row['total_s']:>8} "
-              f"{str(row['cached_targets']):>7} {row['eval_chunk']:>6}")
+        print(
+            f"{row['examples']:>9} {row['peak_rss_mb']:>12.0f} {row['setup_s']:>8} {row['total_s']:>8} "
+            f"{str(row['cached_targets']):>7} {row['eval_chunk']:>6}"
+        )
     base = rows[0]["peak_rss_mb"]
-    print("peak RSS relative to the first size: " + ", ".join(f"{r['examples']}: {r['peak_rss_mb'] / base:.3f}" for r in rows))
+    print(
+        "peak RSS relative to the first size: "
+        + ", ".join(f"{r['examples']}: {r['peak_rss_mb'] / base:.3f}" for r in rows)
+    )
     return rows
 
 

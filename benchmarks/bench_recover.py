@@ -45,8 +45,18 @@ def _one(name: str, ablation: str) -> None:
     t0 = time.perf_counter()
     res = recover(name, ablation, 0)
     total = time.perf_counter() - t0
-    print(json.dumps({"program": name, "exact": res.comparison.exact, "steps": res.steps, "train_s": round(res.seconds, 2),
-                      "cut_s": round(cut[0], 2), "other_s": round(total - res.seconds - cut[0], 2)}))
+    print(
+        json.dumps(
+            {
+                "program": name,
+                "exact": res.comparison.exact,
+                "steps": res.steps,
+                "train_s": round(res.seconds, 2),
+                "cut_s": round(cut[0], 2),
+                "other_s": round(total - res.seconds - cut[0], 2),
+            }
+        )
+    )
 
 
 def library(names: list[str], ablation: str) -> None:
@@ -54,12 +64,20 @@ def library(names: list[str], ablation: str) -> None:
     print(f"{'program':<16} exact  steps  process s  train s  cut s  compile+check s   ({ablation}, one thread, noisy)")
     for name in names:
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, __file__, "--one", name, "--ablation", ablation], env=env, check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", name, "--ablation", ablation],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         wall = time.perf_counter() - t0
         r = json.loads(out.strip().splitlines()[-1])
-        print(f"{name:<16} {str(r['exact']):<5}  {r['steps']:>5}  {wall:>9.1f}  {r['train_s']:>7.1f}  {r['cut_s']:>5.1f}  "
-              f"{r['other_s']:>15.1f}", flush=True)
+        print(
+            f"{name:<16} {str(r['exact']):<5}  {r['steps']:>5}  {wall:>9.1f}  {r['train_s']:>7.1f}  {r['cut_s']:>5.1f}  "
+            f"{r['other_s']:>15.1f}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -86,16 +104,26 @@ def main() -> None:
             t0 = time.perf_counter()
             res = recover(str(REF / program), args.ablation, seed)
             wall = time.perf_counter() - t0
-            rows.append({"program": program, "seed": seed, "exact": res.comparison.exact, "steps": res.steps,
-                         "wall_seconds": round(wall, 2), "train_seconds": round(res.seconds, 2),
-                         "steps_per_second": round(res.steps / res.seconds, 1)})
+            rows.append(
+                {
+                    "program": program,
+                    "seed": seed,
+                    "exact": res.comparison.exact,
+                    "steps": res.steps,
+                    "wall_seconds": round(wall, 2),
+                    "train_seconds": round(res.seconds, 2),
+                    "steps_per_second": round(res.steps / res.seconds, 1),
+                }
+            )
     if args.json:
         print(json.dumps(rows))
         return
     print(f"{'program':<12} seed  exact  steps  wall s  train s  steps/s   (threads={args.threads}, {args.ablation})")
     for r in rows:
-        print(f"{r['program']:<12} {r['seed']:>4}  {str(r['exact']):<5}  {r['steps']:>5}  {r['wall_seconds']:>6.1f}  "
-              f"{r['train_seconds']:>7.1f}  {r['steps_per_second']:>7.1f}")
+        print(
+            f"{r['program']:<12} {r['seed']:>4}  {str(r['exact']):<5}  {r['steps']:>5}  {r['wall_seconds']:>6.1f}  "
+            f"{r['train_seconds']:>7.1f}  {r['steps_per_second']:>7.1f}"
+        )
 
 
 if __name__ == "__main__":

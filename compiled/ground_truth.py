@@ -36,10 +36,10 @@ import torch
 
 from edgeprune.compiled.metadata import ModelMetadata, NodeInfo
 from edgeprune.compiled.model import CompiledTransformer
-from edgeprune.core.graph import ComputationalGraph
 from edgeprune.core import names
 from edgeprune.core.circuit import Circuit
 from edgeprune.core.dangling import prune_dangling
+from edgeprune.core.graph import ComputationalGraph
 
 ONE = "one"
 TRIVIAL_PREDICATES = ("TRUE", "FALSE")
@@ -108,8 +108,11 @@ def token_dependent_sops(meta: ModelMetadata) -> set[str]:
 def _support(t: torch.Tensor, dim: int) -> set[int]:
     """Residual indices along ``dim`` where the weight is non-zero."""
     other = [d for d in range(t.dim()) if d != dim]
-    return set(torch.nonzero(t.abs().amax(dim=other) > _EPS).flatten().tolist()) if other else set(
-        torch.nonzero(t.abs() > _EPS).flatten().tolist())
+    return (
+        set(torch.nonzero(t.abs().amax(dim=other) > _EPS).flatten().tolist())
+        if other
+        else set(torch.nonzero(t.abs() > _EPS).flatten().tolist())
+    )
 
 
 def writer_supports(model: CompiledTransformer) -> dict[str, set[int]]:

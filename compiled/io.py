@@ -44,12 +44,16 @@ def load_model(model_dir: str | Path) -> CompiledTransformer:
         raise ModelFileError(f"model directory {d} does not exist")
     for f in ("model.json", "weights.safetensors"):
         if not (d / f).is_file():
-            raise ModelFileError(f"model directory {d} lacks {f}; save it with `edgeprune compile` or `edgeprune import-tracr`")
+            raise ModelFileError(
+                f"model directory {d} lacks {f}; save it with `edgeprune compile` or `edgeprune import-tracr`"
+            )
     try:
         doc = json.loads((d / "model.json").read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
-        raise ModelFileError(f"{d}/model.json is not UTF-8 text ({exc}); save the model again with "
-                             "`edgeprune compile` or `edgeprune import-tracr`") from exc
+        raise ModelFileError(
+            f"{d}/model.json is not UTF-8 text ({exc}); save the model again with "
+            "`edgeprune compile` or `edgeprune import-tracr`"
+        ) from exc
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{d}/model.json is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
@@ -59,21 +63,26 @@ def load_model(model_dir: str | Path) -> CompiledTransformer:
     try:
         config = TransformerConfig(**doc["config"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{d}/model.json has a malformed config (field 'config': {exc}); "
-                             "save the model again") from exc
+        raise ModelFileError(
+            f"{d}/model.json has a malformed config (field 'config': {exc}); save the model again"
+        ) from exc
     metadata = doc.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ModelFileError(f"{d}/model.json: field 'metadata' must be a JSON object; save the model again")
     try:
         meta = ModelMetadata.from_dict(metadata)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise ModelFileError(f"{d}/model.json has a malformed field 'metadata' ({type(exc).__name__}: {exc}); "
-                             "save the model again with `edgeprune compile` or `edgeprune import-tracr`") from exc
+        raise ModelFileError(
+            f"{d}/model.json has a malformed field 'metadata' ({type(exc).__name__}: {exc}); "
+            "save the model again with `edgeprune compile` or `edgeprune import-tracr`"
+        ) from exc
     try:
         tensors = load_file(str(d / "weights.safetensors"))
     except Exception as exc:  # safetensors' own error types: truncated or corrupt file
-        raise ModelFileError(f"{d}/weights.safetensors is not a readable safetensors file (truncated or corrupt: "
-                             f"{exc}); save the model again") from exc
+        raise ModelFileError(
+            f"{d}/weights.safetensors is not a readable safetensors file (truncated or corrupt: "
+            f"{exc}); save the model again"
+        ) from exc
     expected = param_shapes(config)
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
@@ -89,7 +98,9 @@ def load_model(model_dir: str | Path) -> CompiledTransformer:
     if len(meta.residual_labels) != config.d_model:
         raise ModelFileError(f"{d}: {len(meta.residual_labels)} residual labels but d_model={config.d_model}")
     if len(meta.encoding_map) != config.vocab_size:
-        raise ModelFileError(f"{d}: encoding map has {len(meta.encoding_map)} tokens but vocab_size={config.vocab_size}")
+        raise ModelFileError(
+            f"{d}: encoding map has {len(meta.encoding_map)} tokens but vocab_size={config.vocab_size}"
+        )
     model = CompiledTransformer(config, meta)
     with torch.no_grad():
         for k, v in tensors.items():

@@ -34,7 +34,7 @@ class NodeInfo:
     block_type: str | None = None  # embedding, mlp, attention_head, selector_width, none
 
     @classmethod
-    def from_dict(cls, d: dict) -> "NodeInfo":
+    def from_dict(cls, d: dict) -> NodeInfo:
         known: dict[str, Any] = {k: d.get(k) for k in cls.__dataclass_fields__ if k in d}
         return cls(**known)
 
@@ -125,7 +125,7 @@ class ModelMetadata:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelMetadata":
+    def from_dict(cls, d: dict) -> ModelMetadata:
         try:
             blocks = d.get("blocks") or {}
             return cls(

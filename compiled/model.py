@@ -7,15 +7,15 @@ very same arithmetic.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from edgeprune.compiled.metadata import ModelMetadata
 from edgeprune.core.errors import InputError
-
 
 # A categorical readout whose largest entry is at most this is undefined (decodes to None).
 UNDEFINED_THRESHOLD = 0.5
@@ -43,12 +43,18 @@ def param_shapes(c: TransformerConfig) -> dict[str, tuple[int, ...]]:
     shapes = {
         "token_embed": (c.vocab_size, D),
         "pos_embed": (c.n_positions, D),
-        "W_Q": (L, H, D, K), "b_Q": (L, H, K),
-        "W_K": (L, H, D, K), "b_K": (L, H, K),
-        "W_V": (L, H, D, K), "b_V": (L, H, K),
-        "W_O": (L, H, K, D), "b_O": (L, D),
-        "W_1": (L, D, M), "b_1": (L, M),
-        "W_2": (L, M, D), "b_2": (L, D),
+        "W_Q": (L, H, D, K),
+        "b_Q": (L, H, K),
+        "W_K": (L, H, D, K),
+        "b_K": (L, H, K),
+        "W_V": (L, H, D, K),
+        "b_V": (L, H, K),
+        "W_O": (L, H, K, D),
+        "b_O": (L, D),
+        "W_1": (L, D, M),
+        "b_1": (L, M),
+        "W_2": (L, M, D),
+        "b_2": (L, D),
     }
     if c.layer_norm:
         shapes.update({"ln_attn_w": (L, D), "ln_attn_b": (L, D), "ln_mlp_w": (L, D), "ln_mlp_b": (L, D)})
@@ -127,7 +133,7 @@ class CompiledTransformer(nn.Module):
         q = torch.einsum("bhtd,hdk->bhtk", xq, self.W_Q[layer]) + self.b_Q[layer][None, :, None]
         k = torch.einsum("bhtd,hdk->bhtk", xk, self.W_K[layer]) + self.b_K[layer][None, :, None]
         v = torch.einsum("bhtd,hdk->bhtk", xv, self.W_V[layer]) + self.b_V[layer][None, :, None]
-        scores = torch.einsum("bhqk,bhsk->bhqs", q, k) / (self.config.key_size ** 0.5)
+        scores = torch.einsum("bhqk,bhsk->bhqs", q, k) / (self.config.key_size**0.5)
         mask = self.attention_scores_mask(scores.shape[-1], key_mask, scores.device)
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
@@ -178,8 +184,10 @@ class CompiledTransformer(nn.Module):
             # vector (exactly zero in Tracr, ~1e-8 in the own compiler), so it decodes to None, not an argmax.
             top, idx = out.max(-1)
             values = self.metadata.output_values
-            return [[values[i] if t > UNDEFINED_THRESHOLD else None for i, t in zip(ir, tr)]
-                    for ir, tr in zip(idx.tolist(), top.tolist())]
+            return [
+                [values[i] if t > UNDEFINED_THRESHOLD else None for i, t in zip(ir, tr)]
+                for ir, tr in zip(idx.tolist(), top.tolist())
+            ]
         return [[float(v) for v in row] for row in out.tolist()]
 
     # ----- convenience for tokens ------------------------------------------------

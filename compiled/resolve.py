@@ -26,8 +26,10 @@ def compile_spec(spec: Any, *, compiler: str = "own", causal: bool = False) -> C
     where = spec.construction if spec.construction and ":" in spec.construction else spec.name
     program = spec.build()
     if compiler == "own" and (type(program).__module__ or "").startswith("tracr."):
-        raise EdgePruneError(f"{where}: a program built with Tracr's rasp needs --compiler tracr (compiler='tracr'); "
-                             "or build it with edgeprune.programs.rasp for the own compiler")
+        raise EdgePruneError(
+            f"{where}: a program built with Tracr's rasp needs --compiler tracr (compiler='tracr'); "
+            "or build it with edgeprune.programs.rasp for the own compiler"
+        )
     try:
         if compiler == "tracr":
             try:
@@ -35,8 +37,11 @@ def compile_spec(spec: Any, *, compiler: str = "own", causal: bool = False) -> C
             except ImportError as exc:
                 import importlib.util
 
-                hint = ("this version's Tracr conversion lacks compile_with_tracr" if importlib.util.find_spec("tracr")
-                        else "install the tracr extra: pip install -e '.[tracr]'")
+                hint = (
+                    "this version's Tracr conversion lacks compile_with_tracr"
+                    if importlib.util.find_spec("tracr")
+                    else "install the tracr extra: pip install -e '.[tracr]'"
+                )
                 raise EdgePruneError(f"--compiler tracr: {hint} ({exc})") from exc
             model = compile_with_tracr(program, set(spec.vocab), spec.max_seq_len, causal=causal, name=spec.name)
         else:
@@ -44,8 +49,10 @@ def compile_spec(spec: Any, *, compiler: str = "own", causal: bool = False) -> C
 
             model = compile_program(program, set(spec.vocab), spec.max_seq_len, name=spec.name, causal=causal)
     except CompileError as exc:
-        raise CompileError(f"{where}: cannot compile at vocab {list(spec.vocab)}, max_seq_len {spec.max_seq_len} "
-                           f"({compiler} compiler): {exc}") from exc
+        raise CompileError(
+            f"{where}: cannot compile at vocab {list(spec.vocab)}, max_seq_len {spec.max_seq_len} "
+            f"({compiler} compiler): {exc}"
+        ) from exc
     except EdgePruneError:
         raise
     except Exception as exc:  # noqa: BLE001 - user programs: a map or comparison failing on a vocab value
@@ -59,8 +66,14 @@ def compile_spec(spec: Any, *, compiler: str = "own", causal: bool = False) -> C
     return model
 
 
-def compile_registered(name: str, vocab: Sequence[Any] | None = None, max_seq_len: int | None = None,
-                       *, compiler: str = "own", causal: bool = False) -> CompiledTransformer:
+def compile_registered(
+    name: str,
+    vocab: Sequence[Any] | None = None,
+    max_seq_len: int | None = None,
+    *,
+    compiler: str = "own",
+    causal: bool = False,
+) -> CompiledTransformer:
     """Compile a program of the library by name (at its own vocab and length unless overridden)."""
     from edgeprune.programs.registry import get_program, with_settings
 
@@ -77,8 +90,14 @@ def program_spec_for(target: str, vocab: Sequence[Any] | None = None, max_seq_le
     return with_settings(get_program(target), vocab, max_seq_len)
 
 
-def resolve_model(spec: str, vocab: Sequence[Any] | None = None, max_seq_len: int | None = None, *,
-                  causal: bool = False, compiler: str = "own") -> CompiledTransformer:
+def resolve_model(
+    spec: str,
+    vocab: Sequence[Any] | None = None,
+    max_seq_len: int | None = None,
+    *,
+    causal: bool = False,
+    compiler: str = "own",
+) -> CompiledTransformer:
     """A saved model directory, a Tracr reference directory, a library program name, or a program reference.
 
     Directories are read as data only (weights and JSON); code is loaded only
@@ -87,8 +106,10 @@ def resolve_model(spec: str, vocab: Sequence[Any] | None = None, max_seq_len: in
     p = Path(spec)
     if p.is_dir():
         if vocab is not None or max_seq_len is not None or causal or compiler != "own":
-            raise EdgePruneError(f"{p} is a model directory: it has its own vocab, length and weights; "
-                                 "--vocab/--max-seq-len/--causal/--compiler apply to programs")
+            raise EdgePruneError(
+                f"{p} is a model directory: it has its own vocab, length and weights; "
+                "--vocab/--max-seq-len/--causal/--compiler apply to programs"
+            )
         if is_model_dir(p):
             return load_model(p)
         if (p / "params.npz").exists() or (p / "model.json").exists() or (p / "FAILED.txt").exists():
@@ -106,4 +127,6 @@ def resolve_model(spec: str, vocab: Sequence[Any] | None = None, max_seq_len: in
     try:
         return compile_spec(program_spec_for(spec, vocab, max_seq_len), compiler=compiler, causal=causal)
     except ImportError as exc:
-        raise EdgePruneError(f"cannot compile {spec!r}: the compiler or program registry is unavailable ({exc})") from exc
+        raise EdgePruneError(
+            f"cannot compile {spec!r}: the compiler or program registry is unavailable ({exc})"
+        ) from exc

@@ -26,7 +26,9 @@ def _require(d: dict, key: str, where: str) -> Any:
     return d[key]
 
 
-def haiku_params_to_torch(params: dict[str, np.ndarray], config: TransformerConfig, where: str) -> dict[str, torch.Tensor]:
+def haiku_params_to_torch(
+    params: dict[str, np.ndarray], config: TransformerConfig, where: str
+) -> dict[str, torch.Tensor]:
     """Map Tracr's Haiku parameter names and layouts to this project's per-head tensors."""
     L, H, K = config.n_layers, config.n_heads, config.key_size
     out: dict[str, torch.Tensor] = {}
@@ -38,7 +40,9 @@ def haiku_params_to_torch(params: dict[str, np.ndarray], config: TransformerConf
 
     out["token_embed"] = torch.from_numpy(get("token_embed/embeddings"))
     out["pos_embed"] = torch.from_numpy(get("pos_embed/embeddings"))
-    per_layer: dict[str, list] = {k: [] for k in ("W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O", "b_O", "W_1", "b_1", "W_2", "b_2")}
+    per_layer: dict[str, list] = {
+        k: [] for k in ("W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O", "b_O", "W_1", "b_1", "W_2", "b_2")
+    }
     for layer in range(L):
         pre = f"transformer/layer_{layer}"
         for mat, hk in (("Q", "query"), ("K", "key"), ("V", "value")):
@@ -57,12 +61,18 @@ def haiku_params_to_torch(params: dict[str, np.ndarray], config: TransformerConf
         out[k] = torch.from_numpy(np.stack(v))
     if config.layer_norm:
         for which, hk in (("attn", "attn"), ("mlp", "mlp")):
-            out[f"ln_{which}_w"] = torch.from_numpy(np.stack([get(f"transformer/layer_{l}/{hk}/layer_norm/scale") for l in range(L)]))
-            out[f"ln_{which}_b"] = torch.from_numpy(np.stack([get(f"transformer/layer_{l}/{hk}/layer_norm/offset") for l in range(L)]))
+            out[f"ln_{which}_w"] = torch.from_numpy(
+                np.stack([get(f"transformer/layer_{l}/{hk}/layer_norm/scale") for l in range(L)])
+            )
+            out[f"ln_{which}_b"] = torch.from_numpy(
+                np.stack([get(f"transformer/layer_{l}/{hk}/layer_norm/offset") for l in range(L)])
+            )
     expected = param_shapes(config)
-    for k, v in out.items():
-        if tuple(v.shape) != expected[k]:
-            raise ModelFileError(f"{where}: parameter {k} has shape {tuple(v.shape)}, the config implies {expected[k]}")
+    for k, tensor in out.items():
+        if tuple(tensor.shape) != expected[k]:
+            raise ModelFileError(
+                f"{where}: parameter {k} has shape {tuple(tensor.shape)}, the config implies {expected[k]}"
+            )
     return out
 
 
@@ -91,7 +101,9 @@ def load_reference_dir(ref_dir: str | Path) -> tuple[CompiledTransformer, dict]:
     """Read a Tracr reference directory; returns the model and the raw model.json."""
     ref = Path(ref_dir)
     if not ref.is_dir():
-        raise ModelFileError(f"{ref} is not a directory; pass a Tracr reference folder such as ../shared/tracr-reference/reverse")
+        raise ModelFileError(
+            f"{ref} is not a directory; pass a Tracr reference folder such as ../shared/tracr-reference/reverse"
+        )
     if (ref / "FAILED.txt").exists():
         raise ModelFileError(f"{ref} records a failed Tracr compile (FAILED.txt); there is no model to import")
     missing = [f for f in REFERENCE_FILES if not (ref / f).is_file()]
@@ -143,8 +155,11 @@ def load_reference_dir(ref_dir: str | Path) -> tuple[CompiledTransformer, dict]:
         nodes=_nodes_from_reference(_require(raw, "nodes", where)),
         blocks=_blocks_from_layers(_require(raw, "layers", where)),
         source="tracr-reference",
-        extra={"construction": raw.get("construction", ""), "description": raw.get("description", ""),
-               "input_constraint": _input_constraint(ref)},
+        extra={
+            "construction": raw.get("construction", ""),
+            "description": raw.get("description", ""),
+            "input_constraint": _input_constraint(ref),
+        },
     )
     model = CompiledTransformer(config, meta)
     with torch.no_grad():
@@ -172,17 +187,22 @@ def load_reference_samples(ref_dir: str | Path) -> list[dict]:
     return json.loads(p.read_text())["samples"]
 
 
-def from_tracr_model(assembled: Any, program: Any, vocab: set, max_seq_len: int, name: str = "tracr-model") -> CompiledTransformer:
+def from_tracr_model(
+    assembled: Any, program: Any, vocab: set, max_seq_len: int, name: str = "tracr-model"
+) -> CompiledTransformer:
     """Convert a live Tracr ``AssembledTransformerModel`` (needs the optional ``tracr`` extra).
 
     ``program`` is the RASP program it was compiled from: Tracr's assembled model
     drops the graph, so the graph is rebuilt with Tracr's own passes.
     """
     try:
-        from tracr.compiler import basis_inference, nodes as tnodes, rasp_to_graph  # type: ignore
+        from tracr.compiler import basis_inference, rasp_to_graph  # type: ignore
+        from tracr.compiler import nodes as tnodes
         from tracr.rasp import rasp as trasp  # type: ignore
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ModelFileError("the tracr package is not installed: pip install -e '.[tracr]'") from exc
     from edgeprune.compiled.tracr_live import metadata_from_live_tracr
 
-    return metadata_from_live_tracr(assembled, program, vocab, max_seq_len, name, trasp, tnodes, rasp_to_graph, basis_inference)
+    return metadata_from_live_tracr(
+        assembled, program, vocab, max_seq_len, name, trasp, tnodes, rasp_to_graph, basis_inference
+    )

@@ -7,7 +7,7 @@ and each block is matched to the program node whose directions it writes.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,15 +26,23 @@ def _json_value(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
-def metadata_from_live_tracr(assembled, program, vocab, max_seq_len, name, trasp, tnodes, rasp_to_graph, basis_inference):
+def metadata_from_live_tracr(
+    assembled, program, vocab, max_seq_len, name, trasp, tnodes, rasp_to_graph, basis_inference
+):
     cfg = assembled.model_config
     params = {f"{mod}/{p}": np.asarray(v) for mod, d in assembled.params.items() for p, v in d.items()}
     labels = [str(l) for l in assembled.residual_labels]
     enc = assembled.input_encoder
     config = TransformerConfig(
-        d_model=len(labels), n_layers=cfg.num_layers, n_heads=cfg.num_heads, key_size=cfg.key_size,
-        mlp_hidden=cfg.mlp_hidden_size, vocab_size=len(enc.encoding_map), n_positions=max_seq_len + 1,
-        layer_norm=bool(cfg.layer_norm), causal=bool(cfg.causal),
+        d_model=len(labels),
+        n_layers=cfg.num_layers,
+        n_heads=cfg.num_heads,
+        key_size=cfg.key_size,
+        mlp_hidden=cfg.mlp_hidden_size,
+        vocab_size=len(enc.encoding_map),
+        n_positions=max_seq_len + 1,
+        layer_norm=bool(cfg.layer_norm),
+        causal=bool(cfg.causal),
     )
     tensors = haiku_params_to_torch(params, config, name)
 
@@ -72,15 +80,25 @@ def metadata_from_live_tracr(assembled, program, vocab, max_seq_len, name, trasp
     if categorical:
         emap = getattr(assembled.output_encoder, "encoding_map", None)
         if emap is None:
-            raise ModelFileError(f"the Tracr model {name!r} has a categorical output but no output encoder encoding_map")
+            raise ModelFileError(
+                f"the Tracr model {name!r} has a categorical output but no output encoder encoding_map"
+            )
         output_values = [v for v, _ in sorted(emap.items(), key=lambda kv: kv[1])]
     meta = ModelMetadata(
-        name=name, vocab=sorted(vocab, key=str), max_seq_len=max_seq_len,
-        bos=enc.bos_token, pad=enc.pad_token,
+        name=name,
+        vocab=sorted(vocab, key=str),
+        max_seq_len=max_seq_len,
+        bos=enc.bos_token,
+        pad=enc.pad_token,
         encoding_map=sorted(enc.encoding_map.items(), key=lambda kv: kv[1]),
-        residual_labels=labels, output_encoding=out_node.encoding, output_sop=program.label,
-        output_space=out_space, output_values=output_values,
-        nodes=nodes, blocks=blocks, source="tracr",
+        residual_labels=labels,
+        output_encoding=out_node.encoding,
+        output_sop=program.label,
+        output_space=out_space,
+        output_values=output_values,
+        nodes=nodes,
+        blocks=blocks,
+        source="tracr",
     )
     model = CompiledTransformer(config, meta)
     with torch.no_grad():
@@ -107,9 +125,9 @@ def _match_blocks(tensors, labels, nodes, config) -> BlockMap:
             if found:
                 blocks.heads[f"a{layer}.h{h}"] = found.pop()
         written = torch.nonzero(tensors["W_2"][layer].abs().amax(0) > 0).flatten().tolist()
-        found = sorted({owner[labels[i]] for i in written if labels[i] in owner})
-        if found:
-            blocks.mlps[f"m{layer}"] = found
+        mlp_owners = sorted({owner[labels[i]] for i in written if labels[i] in owner})
+        if mlp_owners:
+            blocks.mlps[f"m{layer}"] = mlp_owners
     for n in nodes:
         for key, val in blocks.heads.items():
             if val == n.label:
@@ -127,7 +145,9 @@ def _import_tracr():
         from tracr.compiler import compiling  # type: ignore
         from tracr.rasp import rasp as trasp  # type: ignore
     except ImportError as exc:
-        raise CompileError(f"compiling with real Tracr needs the tracr package, which is not installed; {_TRACR_HINT}") from exc
+        raise CompileError(
+            f"compiling with real Tracr needs the tracr package, which is not installed; {_TRACR_HINT}"
+        ) from exc
     return compiling, trasp
 
 
@@ -193,9 +213,17 @@ def to_tracr_rasp(program: Any, trasp: Any) -> Any:
     return conv(program)
 
 
-def compile_with_tracr(program: Any, vocab: Any, max_seq_len: int, *, causal: bool = False, name: Optional[str] = None,
-                       compiler_bos: Any = "BOS", compiler_pad: Any = "compiler_pad",
-                       mlp_exactness: float = 100) -> CompiledTransformer:
+def compile_with_tracr(
+    program: Any,
+    vocab: Any,
+    max_seq_len: int,
+    *,
+    causal: bool = False,
+    name: str | None = None,
+    compiler_bos: Any = "BOS",
+    compiler_pad: Any = "compiler_pad",
+    mlp_exactness: float = 100,
+) -> CompiledTransformer:
     """Compile ``program`` with real Tracr and convert it into a CompiledTransformer.
 
     ``program`` is an ``edgeprune.programs.rasp`` or a ``tracr.rasp`` expression.
@@ -203,7 +231,8 @@ def compile_with_tracr(program: Any, vocab: Any, max_seq_len: int, *, causal: bo
     ``model.program`` is the program as given. Tracr's refusals become CompileError.
     """
     compiling, trasp = _import_tracr()
-    from tracr.compiler import basis_inference, nodes as tnodes, rasp_to_graph  # type: ignore
+    from tracr.compiler import basis_inference, rasp_to_graph  # type: ignore
+    from tracr.compiler import nodes as tnodes
 
     vocab_set = set(vocab)
     if not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool) or max_seq_len < 1:
@@ -212,14 +241,30 @@ def compile_with_tracr(program: Any, vocab: Any, max_seq_len: int, *, causal: bo
         raise CompileError("the vocab is empty, so tokens has an empty value set; pass the program's input tokens")
     tprogram = to_tracr_rasp(program, trasp)
     try:
-        assembled = compiling.compile_rasp_to_model(tprogram, vocab_set, max_seq_len, causal=causal,
-                                                    compiler_bos=compiler_bos, compiler_pad=compiler_pad,
-                                                    mlp_exactness=mlp_exactness)
+        assembled = compiling.compile_rasp_to_model(
+            tprogram,
+            vocab_set,
+            max_seq_len,
+            causal=causal,
+            compiler_bos=compiler_bos,
+            compiler_pad=compiler_pad,
+            mlp_exactness=mlp_exactness,
+        )
     except Exception as exc:  # Tracr raises NotImplementedError, ValueError, KeyError, ... on unsupported programs
-        raise CompileError(f"Tracr cannot compile {getattr(tprogram, 'label', program)!r}: "
-                           f"{type(exc).__name__}: {exc}") from exc
-    model = metadata_from_live_tracr(assembled, tprogram, vocab_set, max_seq_len, name or tprogram.label, trasp,
-                                     tnodes, rasp_to_graph, basis_inference)
+        raise CompileError(
+            f"Tracr cannot compile {getattr(tprogram, 'label', program)!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    model = metadata_from_live_tracr(
+        assembled,
+        tprogram,
+        vocab_set,
+        max_seq_len,
+        name or tprogram.label,
+        trasp,
+        tnodes,
+        rasp_to_graph,
+        basis_inference,
+    )
     model.program = program
     model.tracr_program = tprogram
     model.assembled = assembled

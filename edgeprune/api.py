@@ -13,8 +13,9 @@ so ``import edgeprune`` stays cheap and the lower layers never import the top.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from edgeprune.compiled.model import CompiledTransformer
 from edgeprune.core.circuit import Circuit
@@ -134,8 +135,14 @@ def recover(target: Any, ablation: str = "zero", seed: int = 0, **options: Any):
     return _recover(str(target), ablation=ablation, seed=seed, **options)
 
 
-def recover_program(program: Any, vocab: Iterable[Any] | None = None, max_seq_len: int | None = None,
-                    ablation: str = "zero", seed: int = 0, **options: Any):
+def recover_program(
+    program: Any,
+    vocab: Iterable[Any] | None = None,
+    max_seq_len: int | None = None,
+    ablation: str = "zero",
+    seed: int = 0,
+    **options: Any,
+):
     """Recover a program object (``edgeprune.programs.rasp``; Tracr's ``rasp`` with ``compiler="tracr"``).
 
     Returns a ``ProgramRecovery``: ``model``, ``truth_check`` (the ground truth's sufficiency and
@@ -144,8 +151,7 @@ def recover_program(program: Any, vocab: Iterable[Any] | None = None, max_seq_le
     """
     from edgeprune.usecases.recovery import recover_program as _recover_program
 
-    return _recover_program(program, list(vocab) if vocab is not None else None, max_seq_len, ablation, seed,
-                            **options)
+    return _recover_program(program, list(vocab) if vocab is not None else None, max_seq_len, ablation, seed, **options)
 
 
 def from_tracr(assembled: Any, program: Any, vocab: Iterable[Any], max_seq_len: int, name: str = "tracr-model"):

@@ -13,7 +13,9 @@ from edgeprune.core.errors import EdgePruneError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeprune", description="Edge Pruning circuit discovery, verified on compiled RASP programs.")
+    parser = argparse.ArgumentParser(
+        prog="edgeprune", description="Edge Pruning circuit discovery, verified on compiled RASP programs."
+    )
     parser.add_argument("--version", action="version", version=f"edgeprune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from edgeprune import commands
@@ -48,12 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as exc:  # unwritable output, full disk, missing file: the path and the reason, no traceback
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        print(f"edgeprune {args.command}: error:{where} {exc.strerror or exc}; check the path and its permissions "
-              "(or free disk space)", file=sys.stderr)
+        print(
+            f"edgeprune {args.command}: error:{where} {exc.strerror or exc}; check the path and its permissions "
+            "(or free disk space)",
+            file=sys.stderr,
+        )
         return 2
     except UnicodeDecodeError as exc:
-        print(f"edgeprune {args.command}: error: an input file is not UTF-8 text ({exc}); "
-              "pass a UTF-8 file", file=sys.stderr)
+        print(
+            f"edgeprune {args.command}: error: an input file is not UTF-8 text ({exc}); pass a UTF-8 file",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -14,11 +14,19 @@ from edgeprune.core.errors import EdgePruneError
 def add_selection_arguments(p: argparse.ArgumentParser, all_help: str, what: str) -> None:
     """``--all``, ``--programs A,B,C`` and ``--jobs N``; ``what`` names the per-program work in ``--jobs``' help."""
     p.add_argument("--all", action="store_true", help=all_help)
-    p.add_argument("--programs", default=None, metavar="A,B,C",
-                   help="as --all, but only these registered programs (comma-separated)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help=f"with --all/--programs: {what} N programs at a time in worker processes "
-                        "(one torch thread each)")
+    p.add_argument(
+        "--programs",
+        default=None,
+        metavar="A,B,C",
+        help="as --all, but only these registered programs (comma-separated)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"with --all/--programs: {what} N programs at a time in worker processes (one torch thread each)",
+    )
 
 
 def selected_programs(args: argparse.Namespace) -> list[str]:

@@ -13,10 +13,10 @@ Selector predicates are called as ``predicate(key, query)`` (Tracr's order).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from edgeprune.programs import rasp
-
 
 # ----------------------------------------------------------------------------- non-causal programs
 
@@ -226,7 +226,19 @@ def make_nary_sequencemap(f: Callable[..., Any], *sops: rasp.SOp) -> rasp.SOp:
 
 
 __all__ = [
-    "detect_pattern", "make_count", "make_count_less_freq", "make_frac_prevs", "make_hist", "make_length",
-    "make_nary_sequencemap", "make_pair_balance", "make_reverse", "make_shuffle_dyck", "make_shuffle_dyck2",
-    "make_sort", "make_sort_freq", "make_sort_unique", "shift_by",
+    "detect_pattern",
+    "make_count",
+    "make_count_less_freq",
+    "make_frac_prevs",
+    "make_hist",
+    "make_length",
+    "make_nary_sequencemap",
+    "make_pair_balance",
+    "make_reverse",
+    "make_shuffle_dyck",
+    "make_shuffle_dyck2",
+    "make_sort",
+    "make_sort_freq",
+    "make_sort_unique",
+    "shift_by",
 ]

@@ -16,11 +16,11 @@ Selector predicates are called as ``predicate(key, query)`` (Tracr's order).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from edgeprune.programs import library as lib
 from edgeprune.programs import rasp
-
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -386,9 +386,7 @@ def make_flag_at_even(token: Any) -> rasp.SOp:
 
     make_flag_at_even("a")(list("aaba")) == [True, False, False, False]
     """
-    return rasp.SequenceMap(lambda t, i: t == token and i % 2 == 0, rasp.tokens, rasp.indices).named(
-        f"{token}_at_even"
-    )
+    return rasp.SequenceMap(lambda t, i: t == token and i % 2 == 0, rasp.tokens, rasp.indices).named(f"{token}_at_even")
 
 
 def _prev_token() -> rasp.SOp:
@@ -435,11 +433,38 @@ def make_detect(pattern: Sequence[Any]) -> rasp.SOp:
 
 
 __all__ = [
-    "make_balanced_prefix", "make_copy_even", "make_count_eq_first", "make_count_other", "make_count_smaller",
-    "make_count_so_far", "make_detect", "make_double", "make_eq_prev", "make_first_index_of",
-    "make_first_occurrence", "make_first_token", "make_flag_at_even", "make_frac_token", "make_freq_class",
-    "make_is_sorted", "make_last_occurrence", "make_last_token", "make_majority", "make_majority_token",
-    "make_map_inc_mod", "make_max_token", "make_mean_so_far", "make_next_token", "make_occurrence_index",
-    "make_palindrome", "make_rotate_left", "make_running_max", "make_running_min", "make_shift_by",
-    "make_sort_desc", "make_sum_prev", "make_swap_first_last", "make_trend",
+    "make_balanced_prefix",
+    "make_copy_even",
+    "make_count_eq_first",
+    "make_count_other",
+    "make_count_smaller",
+    "make_count_so_far",
+    "make_detect",
+    "make_double",
+    "make_eq_prev",
+    "make_first_index_of",
+    "make_first_occurrence",
+    "make_first_token",
+    "make_flag_at_even",
+    "make_frac_token",
+    "make_freq_class",
+    "make_is_sorted",
+    "make_last_occurrence",
+    "make_last_token",
+    "make_majority",
+    "make_majority_token",
+    "make_map_inc_mod",
+    "make_max_token",
+    "make_mean_so_far",
+    "make_next_token",
+    "make_occurrence_index",
+    "make_palindrome",
+    "make_rotate_left",
+    "make_running_max",
+    "make_running_min",
+    "make_shift_by",
+    "make_sort_desc",
+    "make_sum_prev",
+    "make_swap_first_last",
+    "make_trend",
 ]

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.programs import rasp
@@ -77,8 +78,18 @@ COMPARISONS = [c for c in rasp.Comparison]
 # Left out of generated programs where the ground truth must be exact (see tests/test_compiler_properties.py):
 # a numerical mean over a TRUE selector.
 NONTRIVIAL_COMPARISONS = tuple(c for c in COMPARISONS if c is not rasp.Comparison.TRUE)
-KINDS = ("cat_map", "seq_map", "cat_to_num", "num_to_num", "num_to_cat", "linear", "selector_width", "agg_move",
-         "agg_same", "num_mean")
+KINDS = (
+    "cat_map",
+    "seq_map",
+    "cat_to_num",
+    "num_to_num",
+    "num_to_cat",
+    "linear",
+    "selector_width",
+    "agg_move",
+    "agg_same",
+    "num_mean",
+)
 
 
 def _bad(step: dict, why: str) -> EdgePruneError:
@@ -86,16 +97,19 @@ def _bad(step: dict, why: str) -> EdgePruneError:
 
 
 def initial_pool(vocab: Sequence[Any] = VOCAB, max_seq_len: int = MAX_SEQ_LEN) -> list[Item]:
-    return [Item(rasp.tokens, False, set(vocab), uses_tokens=True, desc="tokens"),
-            Item(rasp.indices, False, set(range(max_seq_len)), desc="indices")]
+    return [
+        Item(rasp.tokens, False, set(vocab), uses_tokens=True, desc="tokens"),
+        Item(rasp.indices, False, set(range(max_seq_len)), desc="indices"),
+    ]
 
 
-def apply_step(pool: list[Item], step: dict, max_seq_len: int = MAX_SEQ_LEN) -> Optional[Item]:
+def apply_step(pool: list[Item], step: dict, max_seq_len: int = MAX_SEQ_LEN) -> Item | None:
     """The Item one recipe step builds from ``pool``; None when the step is degenerate (the generator skips it).
 
     Raises ``EdgePruneError`` for a step that breaks the generator's preconditions,
     so a hand-edited or shrunk recipe cannot silently build an ill-formed program.
     """
+
     def ref(key: str, *, numerical: bool | None = None, total: bool = False, exact: bool = False) -> Item:
         i = step.get(key)
         if not isinstance(i, int) or not 0 <= i < len(pool):
@@ -130,26 +144,54 @@ def apply_step(pool: list[Item], step: dict, max_seq_len: int = MAX_SEQ_LEN) -> 
     if kind == "cat_map":
         a = ref("a", numerical=False)
         f = fn(CAT_MAPS)(const())
-        new = Item(rasp.Map(f, a.sop), False, _apply(f, a.values), a.total, True, a.uses_tokens,
-                   from_cat_aggregate=a.from_cat_aggregate)
+        new = Item(
+            rasp.Map(f, a.sop),
+            False,
+            _apply(f, a.values),
+            a.total,
+            True,
+            a.uses_tokens,
+            from_cat_aggregate=a.from_cat_aggregate,
+        )
     elif kind == "seq_map":
         a, b = ref("a", numerical=False), ref("b", numerical=False)
         if step["a"] == step["b"]:
             raise _bad(step, "'a' and 'b' must differ")
         f = fn(SEQ_MAPS)
         vals = {f(x, y) for x, y in itertools.product(a.values, b.values)}
-        new = Item(rasp.SequenceMap(f, a.sop, b.sop), False, vals, a.total and b.total, True,
-                   a.uses_tokens or b.uses_tokens, from_cat_aggregate=a.from_cat_aggregate or b.from_cat_aggregate)
+        new = Item(
+            rasp.SequenceMap(f, a.sop, b.sop),
+            False,
+            vals,
+            a.total and b.total,
+            True,
+            a.uses_tokens or b.uses_tokens,
+            from_cat_aggregate=a.from_cat_aggregate or b.from_cat_aggregate,
+        )
     elif kind in ("cat_to_num", "num_to_num"):
         a = ref("a", numerical=kind == "num_to_num", exact=kind == "num_to_num")
         f = fn(NUM_MAPS)(const())
-        new = Item(rasp.numerical(rasp.Map(f, a.sop)), True, _apply(f, a.values), a.total, True, a.uses_tokens,
-                   from_cat_aggregate=a.from_cat_aggregate)
+        new = Item(
+            rasp.numerical(rasp.Map(f, a.sop)),
+            True,
+            _apply(f, a.values),
+            a.total,
+            True,
+            a.uses_tokens,
+            from_cat_aggregate=a.from_cat_aggregate,
+        )
     elif kind == "num_to_cat":
         a = ref("a", numerical=True, exact=True)
         f = (lambda k: lambda x: int(x) % 2 + k)(const())
-        new = Item(rasp.Map(f, a.sop), False, _apply(f, a.values), a.total, True, a.uses_tokens,
-                   from_cat_aggregate=a.from_cat_aggregate)
+        new = Item(
+            rasp.Map(f, a.sop),
+            False,
+            _apply(f, a.values),
+            a.total,
+            True,
+            a.uses_tokens,
+            from_cat_aggregate=a.from_cat_aggregate,
+        )
     elif kind == "linear":
         a, b = ref("a", numerical=True), ref("b", numerical=True)
         if step["a"] == step["b"]:
@@ -158,15 +200,28 @@ def apply_step(pool: list[Item], step: dict, max_seq_len: int = MAX_SEQ_LEN) -> 
         if fa not in (1, 2, -1) or fb not in (1, -1, 0):
             raise _bad(step, "'fa' must be 1, 2 or -1 and 'fb' 1, -1 or 0")
         vals = {fa * x + fb * y for x, y in itertools.product(a.values, b.values)}
-        new = Item(rasp.numerical(rasp.LinearSequenceMap(a.sop, b.sop, fa, fb)), True, vals, a.total and b.total,
-                   a.exact and b.exact, a.uses_tokens or b.uses_tokens,
-                   from_cat_aggregate=a.from_cat_aggregate or b.from_cat_aggregate)
+        new = Item(
+            rasp.numerical(rasp.LinearSequenceMap(a.sop, b.sop, fa, fb)),
+            True,
+            vals,
+            a.total and b.total,
+            a.exact and b.exact,
+            a.uses_tokens or b.uses_tokens,
+            from_cat_aggregate=a.from_cat_aggregate or b.from_cat_aggregate,
+        )
     elif kind == "selector_width":
         k, q = ref("k", numerical=False, total=True), ref("q", numerical=False, total=True)
         sw = rasp.SelectorWidth(rasp.Select(k.sop, q.sop, comparison()))
         numerical = bool(step.get("numerical", False))
-        new = Item(rasp.numerical(sw) if numerical else sw, numerical, set(range(max_seq_len + 1)), True, True,
-                   k.uses_tokens or q.uses_tokens, from_cat_aggregate=k.from_cat_aggregate or q.from_cat_aggregate)
+        new = Item(
+            rasp.numerical(sw) if numerical else sw,
+            numerical,
+            set(range(max_seq_len + 1)),
+            True,
+            True,
+            k.uses_tokens or q.uses_tokens,
+            from_cat_aggregate=k.from_cat_aggregate or q.from_cat_aggregate,
+        )
     elif kind == "agg_move":
         # keys are the (distinct) indices: at most one key selected; queries may point outside -> None.
         src = ref("src", numerical=False)
@@ -177,14 +232,28 @@ def apply_step(pool: list[Item], step: dict, max_seq_len: int = MAX_SEQ_LEN) -> 
             q = ref("q", numerical=False, total=True)
             query, total, q_tokens = q.sop, False, q.uses_tokens
         sel = rasp.Select(rasp.indices, query, rasp.Comparison.EQ)
-        new = Item(rasp.Aggregate(sel, src.sop), False, set(src.values), total, True, src.uses_tokens or q_tokens,
-                   from_cat_aggregate=True)
+        new = Item(
+            rasp.Aggregate(sel, src.sop),
+            False,
+            set(src.values),
+            total,
+            True,
+            src.uses_tokens or q_tokens,
+            from_cat_aggregate=True,
+        )
     elif kind == "agg_same":
         # every selected key carries the query's value, so averaging one-hots is exact
         k, q = ref("k", numerical=False, total=True), ref("q", numerical=False, total=True)
         sel = rasp.Select(k.sop, q.sop, rasp.Comparison.EQ)
-        new = Item(rasp.Aggregate(sel, k.sop), False, set(k.values), False, True, k.uses_tokens or q.uses_tokens,
-                   from_cat_aggregate=True)
+        new = Item(
+            rasp.Aggregate(sel, k.sop),
+            False,
+            set(k.values),
+            False,
+            True,
+            k.uses_tokens or q.uses_tokens,
+            from_cat_aggregate=True,
+        )
     elif kind == "num_mean":  # mean of a 0/1 numerical SOp over any selector
         base = ref("base", numerical=False, total=True)
         ordered = sorted(base.values, key=repr)
@@ -196,12 +265,20 @@ def apply_step(pool: list[Item], step: dict, max_seq_len: int = MAX_SEQ_LEN) -> 
         k, q = ref("k", numerical=False, total=True), ref("q", numerical=False, total=True)
         agg = rasp.numerical(rasp.Aggregate(rasp.Select(k.sop, q.sop, comparison()), bools, default=0))
         means = {v / n for v in (0, 1) for n in range(1, max_seq_len + 1)}
-        new = Item(agg, True, means, True, False, base.uses_tokens or k.uses_tokens or q.uses_tokens,
-                   from_cat_aggregate=base.from_cat_aggregate or k.from_cat_aggregate or q.from_cat_aggregate)
+        new = Item(
+            agg,
+            True,
+            means,
+            True,
+            False,
+            base.uses_tokens or k.uses_tokens or q.uses_tokens,
+            from_cat_aggregate=base.from_cat_aggregate or k.from_cat_aggregate or q.from_cat_aggregate,
+        )
     else:
         raise _bad(step, f"unknown op; use one of {list(KINDS)}")
     new.desc = f"{kind}(c={step.get('c', 0)}) -> {new.sop.label}: " + ", ".join(
-        f"{ch.label}" for ch in new.sop.children)
+        f"{ch.label}" for ch in new.sop.children
+    )
     return new
 
 
@@ -214,11 +291,16 @@ def _finish(pool: list[Item], recipe: dict) -> Item:
     if not out.uses_tokens:
         if out.numerical:
             zero = rasp.numerical(rasp.Map(lambda x: 0, rasp.tokens))
-            out = Item(rasp.numerical(rasp.LinearSequenceMap(out.sop, zero, 1, 1)), True, out.values, out.total,
-                       out.exact, True)
+            out = Item(
+                rasp.numerical(rasp.LinearSequenceMap(out.sop, zero, 1, 1)),
+                True,
+                out.values,
+                out.total,
+                out.exact,
+                True,
+            )
         else:
-            out = Item(rasp.SequenceMap(lambda x, y: x, out.sop, rasp.tokens), False, out.values, out.total, True,
-                       True)
+            out = Item(rasp.SequenceMap(lambda x, y: x, out.sop, rasp.tokens), False, out.values, out.total, True, True)
     out.desc = trace + (f"; wrapped -> {out.sop.label}" if out is not pool[-1] else "")
     out.recipe = recipe
     return out
@@ -244,9 +326,15 @@ def recipe_json(recipe: dict) -> str:
     return json.dumps(recipe, sort_keys=True, separators=(",", ":"))
 
 
-def _generate(choose: Callable[[Sequence[Any]], Any], mean_comparisons: Sequence[rasp.Comparison],
-              clean_keys: bool, max_ops: int, vocab: Sequence[Any], max_seq_len: int,
-              skip_constant: bool = False) -> Item:
+def _generate(
+    choose: Callable[[Sequence[Any]], Any],
+    mean_comparisons: Sequence[rasp.Comparison],
+    clean_keys: bool,
+    max_ops: int,
+    vocab: Sequence[Any],
+    max_seq_len: int,
+    skip_constant: bool = False,
+) -> Item:
     """Draw a recipe step by step with ``choose`` (one value from a sequence) and build it."""
     pool = initial_pool(vocab, max_seq_len)
     steps: list[dict] = []
@@ -280,11 +368,21 @@ def _generate(choose: Callable[[Sequence[Any]], Any], mean_comparisons: Sequence
         elif kind == "num_to_cat":
             step = {"op": kind, "a": choose(exact_nums), "c": c}
         elif kind == "linear":
-            step = {"op": kind, "a": choose(nums), "b": choose(nums), "fa": choose([1, 2, -1]),
-                    "fb": choose([1, -1, 0])}
+            step = {
+                "op": kind,
+                "a": choose(nums),
+                "b": choose(nums),
+                "fa": choose([1, 2, -1]),
+                "fb": choose([1, -1, 0]),
+            }
         elif kind == "selector_width":
-            step = {"op": kind, "k": choose(key_cats), "q": choose(key_cats),
-                    "cmp": choose([x.name for x in COMPARISONS]), "numerical": choose([False, True])}
+            step = {
+                "op": kind,
+                "k": choose(key_cats),
+                "q": choose(key_cats),
+                "cmp": choose([x.name for x in COMPARISONS]),
+                "numerical": choose([False, True]),
+            }
         elif kind == "agg_move":
             shift = choose([False, True])
             step = {"op": kind, "src": choose(attn_cats), "shift": shift, "c": c}
@@ -293,8 +391,14 @@ def _generate(choose: Callable[[Sequence[Any]], Any], mean_comparisons: Sequence
         elif kind == "agg_same":
             step = {"op": kind, "k": choose(key_cats), "q": choose(key_cats)}
         else:
-            step = {"op": kind, "base": choose(key_cats), "c": c, "k": choose(key_cats), "q": choose(key_cats),
-                    "cmp": choose([x.name for x in mean_comparisons])}
+            step = {
+                "op": kind,
+                "base": choose(key_cats),
+                "c": c,
+                "k": choose(key_cats),
+                "q": choose(key_cats),
+                "cmp": choose([x.name for x in mean_comparisons]),
+            }
         new = apply_step(pool, step, max_seq_len)
         if new is None or (skip_constant and len(new.values) < 2):
             continue
@@ -303,9 +407,14 @@ def _generate(choose: Callable[[Sequence[Any]], Any], mean_comparisons: Sequence
     return _finish(pool, {"vocab": list(vocab), "max_seq_len": max_seq_len, "steps": steps})
 
 
-def programs(mean_comparisons: Sequence[rasp.Comparison] = tuple(COMPARISONS), clean_keys: bool = False,
-             max_ops: int = MAX_OPS, vocab: Sequence[Any] = tuple(VOCAB), max_seq_len: int = MAX_SEQ_LEN,
-             skip_constant: bool = False):
+def programs(
+    mean_comparisons: Sequence[rasp.Comparison] = tuple(COMPARISONS),
+    clean_keys: bool = False,
+    max_ops: int = MAX_OPS,
+    vocab: Sequence[Any] = tuple(VOCAB),
+    max_seq_len: int = MAX_SEQ_LEN,
+    skip_constant: bool = False,
+):
     """Hypothesis strategy of random programs (``Item`` with ``.recipe``).
 
     ``clean_keys``: no attention reads a categorical Aggregate or anything computed from one.
@@ -316,18 +425,38 @@ def programs(mean_comparisons: Sequence[rasp.Comparison] = tuple(COMPARISONS), c
 
     @st.composite
     def strategy(draw) -> Item:
-        return _generate(lambda xs: draw(st.sampled_from(list(xs))), tuple(mean_comparisons), clean_keys, max_ops,
-                         list(vocab), max_seq_len, skip_constant)
+        return _generate(
+            lambda xs: draw(st.sampled_from(list(xs))),
+            tuple(mean_comparisons),
+            clean_keys,
+            max_ops,
+            list(vocab),
+            max_seq_len,
+            skip_constant,
+        )
 
     return strategy()
 
 
-def random_program(rng, mean_comparisons: Sequence[rasp.Comparison] = tuple(COMPARISONS), clean_keys: bool = False,
-                   max_ops: int = MAX_OPS, vocab: Sequence[Any] = tuple(VOCAB),
-                   max_seq_len: int = MAX_SEQ_LEN, skip_constant: bool = False) -> Item:
+def random_program(
+    rng,
+    mean_comparisons: Sequence[rasp.Comparison] = tuple(COMPARISONS),
+    clean_keys: bool = False,
+    max_ops: int = MAX_OPS,
+    vocab: Sequence[Any] = tuple(VOCAB),
+    max_seq_len: int = MAX_SEQ_LEN,
+    skip_constant: bool = False,
+) -> Item:
     """One program drawn with a ``random.Random`` (no hypothesis needed: scripts, benchmarks)."""
-    return _generate(lambda xs: rng.choice(list(xs)), tuple(mean_comparisons), clean_keys, max_ops, list(vocab),
-                     max_seq_len, skip_constant)
+    return _generate(
+        lambda xs: rng.choice(list(xs)),
+        tuple(mean_comparisons),
+        clean_keys,
+        max_ops,
+        list(vocab),
+        max_seq_len,
+        skip_constant,
+    )
 
 
 def all_inputs(recipe: dict) -> list[list[Any]]:
@@ -353,9 +482,9 @@ def shrink_candidates(recipe: dict) -> list[dict]:
     out: list[dict] = []
     refs = _REFS
 
-    def drop(i: int) -> Optional[list[dict]]:
+    def drop(i: int) -> list[dict] | None:
         new = []
-        for s in steps[:i] + steps[i + 1:]:
+        for s in steps[:i] + steps[i + 1 :]:
             s = dict(s)
             for r in refs:
                 if r in s:
@@ -376,8 +505,9 @@ def shrink_candidates(recipe: dict) -> list[dict]:
         for r in refs:
             if isinstance(s.get(r), int) and s[r] >= 2:
                 for base in (0, 1):
-                    out.append({**recipe, "steps": [dict(t, **{r: base}) if j == i else dict(t)
-                                                    for j, t in enumerate(steps)]})
+                    out.append(
+                        {**recipe, "steps": [dict(t, **{r: base}) if j == i else dict(t) for j, t in enumerate(steps)]}
+                    )
     for i, s in enumerate(steps):
         if s.get("c", 0) != 0:
             out.append({**recipe, "steps": [dict(t, c=0) if j == i else dict(t) for j, t in enumerate(steps)]})
@@ -408,6 +538,18 @@ def minimize(recipe: dict, fails: Callable[[dict], bool], budget: int = 30) -> d
 
 
 __all__ = [
-    "COMPARISONS", "Item", "MAX_SEQ_LEN", "NONTRIVIAL_COMPARISONS", "VOCAB", "all_inputs", "apply_step", "build",
-    "minimize", "programs", "random_program", "recipe_json", "recipe_size", "shrink_candidates",
+    "COMPARISONS",
+    "Item",
+    "MAX_SEQ_LEN",
+    "NONTRIVIAL_COMPARISONS",
+    "VOCAB",
+    "all_inputs",
+    "apply_step",
+    "build",
+    "minimize",
+    "programs",
+    "random_program",
+    "recipe_json",
+    "recipe_size",
+    "shrink_candidates",
 ]

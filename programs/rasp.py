@@ -17,10 +17,11 @@ compiler and the reference data depend on is kept on purpose:
 
 from __future__ import annotations
 
-import enum
 import copy as _copy
+import enum
 import itertools
-from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, Union
 
 Value = Union[None, int, float, str, bool]
 SelectorValue = list[list[bool]]
@@ -33,7 +34,7 @@ _ENCODING = "encoding"
 
 # Annotation key -> function of the expression giving its default, read lazily (Tracr's DEFAULT_ANNOTATORS);
 # "name" and "encoding" are registered below, once their functions exist.
-DEFAULT_ANNOTATORS: dict[str, Callable[["RASPExpr"], Any]] = {}
+DEFAULT_ANNOTATORS: dict[str, Callable[[RASPExpr], Any]] = {}
 
 
 class RASPExpr:
@@ -43,7 +44,7 @@ class RASPExpr:
 
     def __init__(self) -> None:
         self._annotations: dict[str, Any] = {}
-        self._unique_id: Optional[int] = None
+        self._unique_id: int | None = None
 
     # Expressions are graph nodes, compared by identity (SOp overrides == to build Maps).
     __hash__ = object.__hash__
@@ -68,7 +69,7 @@ class RASPExpr:
         return self.annotations[_NAME]
 
     @property
-    def children(self) -> Sequence["RASPExpr"]:
+    def children(self) -> Sequence[RASPExpr]:
         raise NotImplementedError
 
     @property
@@ -110,70 +111,70 @@ class SOp(RASPExpr):
     """A sequence operation: list of values -> list of values (one per position)."""
 
     # Comparison and arithmetic operators build Maps (with a constant) or SequenceMaps (two SOps).
-    def __lt__(self, other: Value) -> "SOp":
+    def __lt__(self, other: Value) -> SOp:
         return Map(lambda x: x < other, self)
 
-    def __le__(self, other: Value) -> "SOp":
+    def __le__(self, other: Value) -> SOp:
         return Map(lambda x: x <= other, self)
 
-    def __eq__(self, other: Value) -> "SOp":  # type: ignore[override]
+    def __eq__(self, other: Value) -> SOp:  # type: ignore[override]
         return Map(lambda x: x == other, self)
 
-    def __ne__(self, other: Value) -> "SOp":  # type: ignore[override]
+    def __ne__(self, other: Value) -> SOp:  # type: ignore[override]
         return Map(lambda x: x != other, self)
 
-    def __gt__(self, other: Value) -> "SOp":
+    def __gt__(self, other: Value) -> SOp:
         return Map(lambda x: x > other, self)
 
-    def __ge__(self, other: Value) -> "SOp":
+    def __ge__(self, other: Value) -> SOp:
         return Map(lambda x: x >= other, self)
 
     __hash__ = RASPExpr.__hash__
 
-    def _binary(self, other: Any, op: Callable[[Any, Any], Any], reflected: bool) -> "SOp":
+    def _binary(self, other: Any, op: Callable[[Any, Any], Any], reflected: bool) -> SOp:
         if isinstance(other, SOp):
             return SequenceMap(op, other, self) if reflected else SequenceMap(op, self, other)
         if reflected:
             return Map(lambda x: op(other, x), self)
         return Map(lambda x: op(x, other), self)
 
-    def __add__(self, other: Any) -> "SOp":
+    def __add__(self, other: Any) -> SOp:
         return self._binary(other, lambda x, y: x + y, False)
 
-    def __radd__(self, other: Any) -> "SOp":
+    def __radd__(self, other: Any) -> SOp:
         return self._binary(other, lambda x, y: x + y, True)
 
-    def __sub__(self, other: Any) -> "SOp":
+    def __sub__(self, other: Any) -> SOp:
         return self._binary(other, lambda x, y: x - y, False)
 
-    def __rsub__(self, other: Any) -> "SOp":
+    def __rsub__(self, other: Any) -> SOp:
         return self._binary(other, lambda x, y: x - y, True)
 
-    def __mul__(self, other: Any) -> "SOp":
+    def __mul__(self, other: Any) -> SOp:
         return self._binary(other, lambda x, y: x * y, False)
 
-    def __rmul__(self, other: Any) -> "SOp":
+    def __rmul__(self, other: Any) -> SOp:
         return self._binary(other, lambda x, y: x * y, True)
 
-    def __truediv__(self, other: Any) -> "SOp":
+    def __truediv__(self, other: Any) -> SOp:
         return self._binary(other, lambda x, y: x / y, False)
 
-    def __rtruediv__(self, other: Any) -> "SOp":
+    def __rtruediv__(self, other: Any) -> SOp:
         return self._binary(other, lambda x, y: x / y, True)
 
-    def __invert__(self) -> "SOp":
+    def __invert__(self) -> SOp:
         return Map(lambda x: not x, self)
 
-    def __and__(self, other: Any) -> "SOp":
+    def __and__(self, other: Any) -> SOp:
         return self._binary(other, lambda x, y: x and y, False)
 
-    def __rand__(self, other: Any) -> "SOp":
+    def __rand__(self, other: Any) -> SOp:
         return self._binary(other, lambda x, y: x and y, True)
 
-    def __or__(self, other: Any) -> "SOp":
+    def __or__(self, other: Any) -> SOp:
         return self._binary(other, lambda x, y: x or y, False)
 
-    def __ror__(self, other: Any) -> "SOp":
+    def __ror__(self, other: Any) -> SOp:
         return self._binary(other, lambda x, y: x or y, True)
 
 
@@ -289,8 +290,6 @@ class Full(SOp):
         return []
 
 
-
-
 class ConstantSOp(SOp):
     """A fixed sequence, for tests of the evaluator."""
 
@@ -348,19 +347,19 @@ Predicate = Callable[[Value, Value], bool]
 class Selector(RASPExpr):
     """A boolean query x key matrix; ``&``, ``|``, ``~`` combine selectors."""
 
-    def __and__(self, other: "Selector") -> "Selector":
+    def __and__(self, other: Selector) -> Selector:
         return selector_and(self, other)
 
-    def __rand__(self, other: "Selector") -> "Selector":
+    def __rand__(self, other: Selector) -> Selector:
         return selector_and(other, self)
 
-    def __or__(self, other: "Selector") -> "Selector":
+    def __or__(self, other: Selector) -> Selector:
         return selector_or(self, other)
 
-    def __ror__(self, other: "Selector") -> "Selector":
+    def __ror__(self, other: Selector) -> Selector:
         return selector_or(other, self)
 
-    def __invert__(self) -> "Selector":
+    def __invert__(self) -> Selector:
         return selector_not(self)
 
 
@@ -464,11 +463,11 @@ def selector_or(fst: Selector, snd: Selector, simplify: bool = True) -> Selector
     return SelectorOr(fst, snd)
 
 
-def _merge_selects(fst: Select, snd: Select, combine: Callable[[bool, bool], bool]) -> Optional[Select]:
+def _merge_selects(fst: Select, snd: Select, combine: Callable[[bool, bool], bool]) -> Select | None:
     """One Select for two with shared keys/queries (a Full side matches anything, its fill baked in)."""
     p1, p2 = fst.predicate, snd.predicate
-    keys: Optional[SOp] = None
-    queries: Optional[SOp] = None
+    keys: SOp | None = None
+    queries: SOp | None = None
     if isinstance(fst.keys, Full):
         keys = snd.keys
         p1 = (lambda p, fill: lambda k, q: p(fill, q))(p1, fst.keys.fill)
@@ -493,12 +492,14 @@ def _merge_selects(fst: Select, snd: Select, combine: Callable[[bool, bool], boo
 class Aggregate(SOp):
     """Mean of ``sop`` over the selected keys (``default`` where nothing is selected)."""
 
-    def __init__(self, selector: Selector, sop: SOp, default: Optional[Value] = None):
+    def __init__(self, selector: Selector, sop: SOp, default: Value | None = None):
         super().__init__()
         _check(isinstance(selector, Selector), f"Aggregate expects a Selector, got {selector!r}")
         _check(isinstance(sop, SOp), f"Aggregate expects an SOp to aggregate, got {sop!r}")
-        _check(default is None or isinstance(default, (str, float, bool, int)),
-               f"Aggregate default must be None or a str/float/bool/int, got {default!r}")
+        _check(
+            default is None or isinstance(default, (str, float, bool, int)),
+            f"Aggregate default must be None or a str/float/bool/int, got {default!r}",
+        )
         self.selector = selector
         self.sop = sop
         self.default = default
@@ -649,11 +650,43 @@ def _eval_uncached(expr: RASPExpr, xs: list[Value], cache: dict[int, Any]) -> An
 
 
 __all__ = [
-    "Aggregate", "Comparison", "ConstantSOp", "ConstantSelector", "Encoding", "Full", "IndicesType",
-    "LengthType", "LinearSequenceMap", "Map", "RASPExpr", "SOp", "Select", "Selector", "SelectorAnd",
-    "SelectorNot", "SelectorOr", "SelectorValue", "SelectorWidth", "SequenceMap", "TokensType", "Value",
-    "annotate", "categorical", "default_name", "evaluate", "get_encoding", "indices", "is_categorical",
-    "is_numerical", "length", "numerical", "selector_and", "selector_not", "selector_or", "sop_not", "tokens",
+    "Aggregate",
+    "Comparison",
+    "ConstantSOp",
+    "ConstantSelector",
+    "Encoding",
+    "Full",
+    "IndicesType",
+    "LengthType",
+    "LinearSequenceMap",
+    "Map",
+    "RASPExpr",
+    "SOp",
+    "Select",
+    "Selector",
+    "SelectorAnd",
+    "SelectorNot",
+    "SelectorOr",
+    "SelectorValue",
+    "SelectorWidth",
+    "SequenceMap",
+    "TokensType",
+    "Value",
+    "annotate",
+    "categorical",
+    "default_name",
+    "evaluate",
+    "get_encoding",
+    "indices",
+    "is_categorical",
+    "is_numerical",
+    "length",
+    "numerical",
+    "selector_and",
+    "selector_not",
+    "selector_or",
+    "sop_not",
+    "tokens",
 ]
 
 

@@ -24,9 +24,10 @@ import difflib
 import itertools
 import math
 import random
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -40,7 +41,7 @@ Rng = Union[np.random.Generator, random.Random]
 # draws one valid input of the given length (used instead of the uniform sampler)
 LengthSampler = Callable[["ProgramSpec", Rng, int], list]
 
-CONSTRAINTS: dict[Optional[str], str] = {
+CONSTRAINTS: dict[str | None, str] = {
     None: "any sequence over the vocab",
     "distinct": "pairwise-distinct tokens (the program is only correct on them)",
 }
@@ -102,9 +103,9 @@ class ProgramSpec:
     max_seq_len: int
     output_encoding: str  # "categorical" or "numerical"
     construction: str = ""  # the equivalent Tracr lib call, as recorded in tracr-reference model.json
-    input_constraint: Optional[str] = None  # a key of CONSTRAINTS
+    input_constraint: str | None = None  # a key of CONSTRAINTS
     pruning: dict = field(default_factory=dict)  # per-program overrides of the pruning config
-    sampler: Optional[LengthSampler] = None  # custom draw of one input of a given length
+    sampler: LengthSampler | None = None  # custom draw of one input of a given length
     # ground-truth edges that no valid input exercises ("writer -> reader" -> reason); the
     # checker tolerates exactly these, and recovery cannot be expected to find them
     unnecessary_edges: dict = field(default_factory=dict)
@@ -113,7 +114,7 @@ class ProgramSpec:
     # ``alternative``, not a miss, and ``exact`` means "the ground-truth circuit among these"
     alternative_circuits: dict = field(default_factory=dict)
     # the program built for another max_seq_len, where the construction depends on it (``with_settings``)
-    build_at_length: Optional[Callable[[int], rasp.SOp]] = None
+    build_at_length: Callable[[int], rasp.SOp] | None = None
 
     def __post_init__(self) -> None:
         if self.input_constraint not in CONSTRAINTS:
@@ -177,7 +178,7 @@ class ProgramSpec:
                 f"({CONSTRAINTS[self.input_constraint]}); use pairwise-distinct tokens"
             )
 
-    def count_inputs(self, length: Optional[int] = None) -> int:
+    def count_inputs(self, length: int | None = None) -> int:
         """Number of valid inputs (of one length, or of every length 1..max_seq_len)."""
         lengths = [length] if length is not None else range(1, self.max_seq_len + 1)
         v = len(self.vocab)
@@ -185,7 +186,7 @@ class ProgramSpec:
             return sum(math.perm(v, n) for n in lengths if n <= v)
         return sum(v**n for n in lengths)
 
-    def iter_inputs(self, length: Optional[int] = None) -> Iterator[list[Token]]:
+    def iter_inputs(self, length: int | None = None) -> Iterator[list[Token]]:
         """Valid inputs in length-then-lexicographic (vocab order) order."""
         lengths = [length] if length is not None else range(1, self.max_seq_len + 1)
         for n in lengths:
@@ -193,7 +194,7 @@ class ProgramSpec:
                 if self.satisfies_constraint(seq):
                     yield list(seq)
 
-    def enumerate_inputs(self, limit: Optional[int] = None) -> list[list[Token]]:
+    def enumerate_inputs(self, limit: int | None = None) -> list[list[Token]]:
         """All valid inputs of length 1..max_seq_len (the first ``limit`` of them), for exhaustive checks."""
         return list(itertools.islice(self.iter_inputs(), limit))
 
@@ -209,7 +210,7 @@ class ProgramSpec:
             return [pool.pop(_randbelow(rng, len(pool))) for _ in range(length)]
         return [self.vocab[_randbelow(rng, len(self.vocab))] for _ in range(length)]
 
-    def sample_inputs(self, rng: Rng, n: int, length: Optional[int] = None) -> list[list[Token]]:
+    def sample_inputs(self, rng: Rng, n: int, length: int | None = None) -> list[list[Token]]:
         """``n`` valid inputs; lengths uniform over 1..max_seq_len unless ``length`` is given."""
         out = []
         for _ in range(n):
@@ -233,7 +234,7 @@ class ProgramSpec:
         self.check_input(clean)
         clean = list(clean)
         clean_out = rasp.evaluate(self.program, clean)
-        fallback: Optional[list[Token]] = None
+        fallback: list[Token] | None = None
         for _ in range(CORRUPT_TRIES):
             cand = self.sample_one(rng, len(clean))
             if cand == clean:
@@ -426,11 +427,31 @@ _SPECS: list[ProgramSpec] = [
         sampler=_dyck_sampler(["()"]),
         # found by verify.verdict.search_alternatives (greedy removal, seeded orders): under zero ablation the
         # length reaches a4.h0 through the BOS position's mean (tok -> a4.h0.q/k) instead of m1 and a0.h0
-        alternative_circuits={"zero": [[
-            ["tok", "m0"], ["pos", "a1.h0.q"], ["pos", "a1.h0.k"], ["m0", "a1.h0.v"], ["m0", "a1.h1.v"],
-            ["a1.h0", "m2"], ["a1.h1", "m2"], ["tok", "m3"], ["m2", "m3"], ["tok", "a4.h0.q"], ["tok", "a4.h0.k"],
-            ["m3", "a4.h0.v"], ["m3", "a4.h1.v"], ["tok", "m4"], ["a4.h1", "m4"], ["tok", "m5"], ["a4.h0", "m5"],
-            ["m4", "m5"], ["m5", "out"]]]},
+        alternative_circuits={
+            "zero": [
+                [
+                    ["tok", "m0"],
+                    ["pos", "a1.h0.q"],
+                    ["pos", "a1.h0.k"],
+                    ["m0", "a1.h0.v"],
+                    ["m0", "a1.h1.v"],
+                    ["a1.h0", "m2"],
+                    ["a1.h1", "m2"],
+                    ["tok", "m3"],
+                    ["m2", "m3"],
+                    ["tok", "a4.h0.q"],
+                    ["tok", "a4.h0.k"],
+                    ["m3", "a4.h0.v"],
+                    ["m3", "a4.h1.v"],
+                    ["tok", "m4"],
+                    ["a4.h1", "m4"],
+                    ["tok", "m5"],
+                    ["a4.h0", "m5"],
+                    ["m4", "m5"],
+                    ["m5", "out"],
+                ]
+            ]
+        },
     ),
     ProgramSpec(
         name="shuffle_dyck2",
@@ -502,7 +523,7 @@ _SPECS += [
         vocab=("a", "b", "c"),
         max_seq_len=5,
         output_encoding="numerical",
-        construction="libx.make_frac_token(\"b\")",
+        construction='libx.make_frac_token("b")',
     ),
     ProgramSpec(
         name="mean_so_far",
@@ -520,7 +541,7 @@ _SPECS += [
         vocab=("a", "b", "c"),
         max_seq_len=5,
         output_encoding="categorical",
-        construction="libx.make_majority(\"a\")",
+        construction='libx.make_majority("a")',
     ),
     ProgramSpec(
         name="running_max",
@@ -530,7 +551,9 @@ _SPECS += [
         max_seq_len=5,
         output_encoding="categorical",
         construction="libx.make_running_max()",
-        unnecessary_edges={"tok -> m2": "the final SequenceMap MLP reads 'one' as a bias, but on the flag pairs that occur its output is the same without it"},
+        unnecessary_edges={
+            "tok -> m2": "the final SequenceMap MLP reads 'one' as a bias, but on the flag pairs that occur its output is the same without it"
+        },
     ),
     ProgramSpec(
         name="running_min",
@@ -540,7 +563,9 @@ _SPECS += [
         max_seq_len=5,
         output_encoding="categorical",
         construction="libx.make_running_min()",
-        unnecessary_edges={"tok -> m2": "the final SequenceMap MLP reads 'one' as a bias, but on the flag pairs that occur its output is the same without it"},
+        unnecessary_edges={
+            "tok -> m2": "the final SequenceMap MLP reads 'one' as a bias, but on the flag pairs that occur its output is the same without it"
+        },
     ),
     ProgramSpec(
         name="first_a_index",
@@ -549,7 +574,7 @@ _SPECS += [
         vocab=("a", "b", "c"),
         max_seq_len=5,
         output_encoding="categorical",
-        construction="libx.make_first_index_of(\"a\")",
+        construction='libx.make_first_index_of("a")',
         unnecessary_edges={
             "pos -> m0": "without the (token, index) pair every 'a' looks first; the mean of their indices then decodes to the lowest one, which is right",
             "m0 -> a1.h0.q": "same tie-break: selecting every 'a' still decodes to the first one's index",
@@ -685,7 +710,7 @@ _SPECS += [
         vocab=("a", "b", "c"),
         max_seq_len=5,
         output_encoding="categorical",
-        construction="libx.make_count_other(\"a\")",
+        construction='libx.make_count_other("a")',
     ),
     ProgramSpec(
         name="count_smaller",
@@ -739,7 +764,7 @@ _SPECS += [
         vocab=("a", "b", "c"),
         max_seq_len=5,
         output_encoding="categorical",
-        construction="libx.make_count_so_far(\"a\")",
+        construction='libx.make_count_so_far("a")',
         unnecessary_edges={
             "m0 -> a1.h0.q": "interchange only: the selector reads just the index half of the query's (token, index) pair, which a same-length corruption never changes",
         },
@@ -778,7 +803,7 @@ _SPECS += [
         vocab=("a", "b", "c"),
         max_seq_len=5,
         output_encoding="categorical",
-        construction="libx.make_flag_at_even(\"a\")",
+        construction='libx.make_flag_at_even("a")',
     ),
     ProgramSpec(
         name="trend",
@@ -814,7 +839,7 @@ _SPECS += [
         vocab=("a", "b", "c"),
         max_seq_len=5,
         output_encoding="categorical",
-        construction="lib.detect_pattern(rasp.tokens, \"ab\")",
+        construction='lib.detect_pattern(rasp.tokens, "ab")',
     ),
     ProgramSpec(
         name="detect_aba",
@@ -823,7 +848,7 @@ _SPECS += [
         vocab=("a", "b"),
         max_seq_len=6,
         output_encoding="categorical",
-        construction="lib.detect_pattern(rasp.tokens, \"aba\")",
+        construction='lib.detect_pattern(rasp.tokens, "aba")',
     ),
 ]
 
@@ -849,8 +874,9 @@ def sorted_vocab(vocab: Any) -> tuple[Token, ...]:
         return tuple(sorted(items, key=lambda t: (type(t).__name__, str(t))))
 
 
-def with_settings(spec: ProgramSpec, vocab: Optional[Sequence[Token]] = None,
-                  max_seq_len: Optional[int] = None) -> ProgramSpec:
+def with_settings(
+    spec: ProgramSpec, vocab: Sequence[Token] | None = None, max_seq_len: int | None = None
+) -> ProgramSpec:
     """``spec`` at another vocab and/or max_seq_len (samplers, constraint and settings kept).
 
     Why: Tracr's programs are usually studied at several sizes (``make_sort`` at
@@ -882,6 +908,13 @@ def get_program(name: str) -> ProgramSpec:
 
 
 __all__ = [
-    "CONSTRAINTS", "ProgramSpec", "get_program", "list_programs", "outputs_equal", "program_names", "sorted_vocab",
-    "values_equal", "with_settings",
+    "CONSTRAINTS",
+    "ProgramSpec",
+    "get_program",
+    "list_programs",
+    "outputs_equal",
+    "program_names",
+    "sorted_vocab",
+    "values_equal",
+    "with_settings",
 ]

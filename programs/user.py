@@ -125,8 +125,14 @@ def _token(t: str) -> Any:
     return t
 
 
-def spec_from_value(value: Any, ref: str, name: str, description: str = "",
-                    vocab: Sequence[Any] | None = None, max_seq_len: int | None = None) -> ProgramSpec:
+def spec_from_value(
+    value: Any,
+    ref: str,
+    name: str,
+    description: str = "",
+    vocab: Sequence[Any] | None = None,
+    max_seq_len: int | None = None,
+) -> ProgramSpec:
     """Turn what a program function returned (SOp, (SOp, vocab, len) or ProgramSpec) into a ProgramSpec."""
     if isinstance(value, ProgramSpec):
         return with_settings(value, vocab, max_seq_len)
@@ -155,10 +161,13 @@ def spec_from_value(value: Any, ref: str, name: str, description: str = "",
     func = _rebuild_from(ref)
     try:
         return ProgramSpec(
-            name=name, description=description or f"user program {ref}",
+            name=name,
+            description=description or f"user program {ref}",
             build=func if func is not None else (lambda: program),
-            vocab=sorted_vocab(vocab), max_seq_len=max_seq_len,
-            output_encoding=output_encoding_of(program), construction=ref,
+            vocab=sorted_vocab(vocab),
+            max_seq_len=max_seq_len,
+            output_encoding=output_encoding_of(program),
+            construction=ref,
         )
     except EdgePruneError as exc:
         raise ProgramReferenceError(f"{ref}: {exc}") from exc
@@ -186,8 +195,11 @@ def load_program(ref: str, vocab: Sequence[Any] | None = None, max_seq_len: int 
     module = _load_module(source, ref)
     fn = getattr(module, func_name, None)
     if fn is None:
-        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
-                       and getattr(v, "__module__", None) == module.__name__)
+        found = sorted(
+            n
+            for n, v in vars(module).items()
+            if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        )
         raise ProgramReferenceError(
             f"{ref}: {source} has no function {func_name!r}" + (f"; it defines {', '.join(found)}" if found else "")
         )
@@ -231,8 +243,11 @@ def programs_in_dir(directory: str | Path) -> list[str]:
             if n.startswith("_") or not inspect.isfunction(v) or v.__module__ != module.__name__:
                 continue
             try:
-                required = [p for p in inspect.signature(v).parameters.values()
-                            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+                required = [
+                    p
+                    for p in inspect.signature(v).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                ]
             except (TypeError, ValueError):
                 continue
             if not required:
@@ -242,6 +257,13 @@ def programs_in_dir(directory: str | Path) -> list[str]:
     return refs
 
 
-__all__ = ["ProgramReferenceError", "is_program_reference", "load_program", "parse_vocab", "program_spec",
-           "programs_in_dir", "spec_from_value", "output_encoding_of"]
-
+__all__ = [
+    "ProgramReferenceError",
+    "is_program_reference",
+    "load_program",
+    "parse_vocab",
+    "program_spec",
+    "programs_in_dir",
+    "spec_from_value",
+    "output_encoding_of",
+]

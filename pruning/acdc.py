@@ -41,8 +41,15 @@ class AcdcResult:
 FaithfulnessEvaluator = CircuitScorer
 
 
-def acdc(adapter: ModelAdapter, data: PruneData, ablation: str = "zero", threshold: float = 0.0,
-         relative: bool = False, loss: str | None = None, evaluator: CircuitScorer | None = None) -> AcdcResult:
+def acdc(
+    adapter: ModelAdapter,
+    data: PruneData,
+    ablation: str = "zero",
+    threshold: float = 0.0,
+    relative: bool = False,
+    loss: str | None = None,
+    evaluator: CircuitScorer | None = None,
+) -> AcdcResult:
     """Greedy ACDC; ``threshold`` is tau in KL units, or a fraction of the empty circuit's KL when ``relative``.
 
     An edge stays removed when the KL rises by at most tau (so tau = 0 removes only edges whose
@@ -77,7 +84,15 @@ def acdc(adapter: ModelAdapter, data: PruneData, ablation: str = "zero", thresho
             else:
                 mask[w, r] = 1.0
     kept = [(g.writers[w], g.readers[r]) for w, r in mask.nonzero().tolist()]
-    circuit = Circuit(edges=sorted(prune_dangling(kept, g.embeddings)), model=g.model,
-                      meta={"method": "acdc", "ablation": ablation, "threshold": tau, "loss": ev.loss_kind,
-                            "n_edges_total": g.n_edges})
+    circuit = Circuit(
+        edges=sorted(prune_dangling(kept, g.embeddings)),
+        model=g.model,
+        meta={
+            "method": "acdc",
+            "ablation": ablation,
+            "threshold": tau,
+            "loss": ev.loss_kind,
+            "n_edges_total": g.n_edges,
+        },
+    )
     return AcdcResult(circuit, current, empty, tau, len(log), time.perf_counter() - t0, log)

@@ -42,8 +42,9 @@ class ModelAdapter(ABC):
         """Embedding writers' outputs, one (B, T, D) tensor per ``graph.embeddings`` entry."""
 
     @abstractmethod
-    def attention(self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor,
-                  key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def attention(
+        self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Per-head outputs (B, H, T, D) from per-reader inputs q (B, H, T, D), k and v (B, KV, T, D)."""
 
     @abstractmethod
@@ -75,8 +76,13 @@ class ModelAdapter(ABC):
             if self.shared_head_input:
                 heads = self.attention(layer, x, x, x, key_mask)
             else:
-                heads = self.attention(layer, x.unsqueeze(1).expand(-1, H, -1, -1), x.unsqueeze(1).expand(-1, KV, -1, -1),
-                                       x.unsqueeze(1).expand(-1, KV, -1, -1), key_mask)
+                heads = self.attention(
+                    layer,
+                    x.unsqueeze(1).expand(-1, H, -1, -1),
+                    x.unsqueeze(1).expand(-1, KV, -1, -1),
+                    x.unsqueeze(1).expand(-1, KV, -1, -1),
+                    key_mask,
+                )
             outs.extend(heads.unbind(1))
             x = x + heads.sum(1)
             m = self.mlp(layer, x)

@@ -28,20 +28,20 @@ EAP-IG, whose path avoids the flat point.  Ranking uses ``|score|``, as EAP-IG.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
-from edgeprune.core.errors import EdgePruneError
-from edgeprune.pruning import objective as obj
-from edgeprune.pruning.adapter import ModelAdapter
 from edgeprune.core import options
-from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
-from edgeprune.core.graph import ComputationalGraph
-from edgeprune.pruning.train import PruneData
 from edgeprune.core.circuit import Circuit, Edge
 from edgeprune.core.dangling import prune_dangling
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.core.graph import ComputationalGraph
+from edgeprune.pruning import objective as obj
+from edgeprune.pruning.adapter import ModelAdapter
+from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
+from edgeprune.pruning.train import PruneData
 
 METHODS = options.RANKED_METHODS  # the attribution methods, named in edgeprune.core.options
 METRICS = ("answer", "kl")
@@ -88,12 +88,15 @@ def stream_dtype(adapter: ModelAdapter, data: PruneData) -> torch.dtype:
 def check_ablation(ablation: str, data: PruneData) -> None:
     options.check_ablation(ablation)
     if ablation == "interchange" and data.corrupted is None:
-        raise EdgePruneError("interchange ablation needs corrupted inputs in the data; give corruptions or use zero ablation")
+        raise EdgePruneError(
+            "interchange ablation needs corrupted inputs in the data; give corruptions or use zero ablation"
+        )
 
 
 @torch.no_grad()
-def circuit_outputs(adapter: ModelAdapter, data: PruneData, ablation: str, mask: torch.Tensor,
-                    batch_size: int = 512) -> torch.Tensor:
+def circuit_outputs(
+    adapter: ModelAdapter, data: PruneData, ablation: str, mask: torch.Tensor, batch_size: int = 512
+) -> torch.Tensor:
     """The task output of the circuit given by a dense edge mask, on every example."""
     fwd = DisentangledForward(adapter)
     outs = []
@@ -130,13 +133,16 @@ def _kl_metric(loss_kind: str, full: torch.Tensor, mask: torch.Tensor) -> Metric
     return metric
 
 
-def make_metric(metric: str | MetricFn, adapter: ModelAdapter, data: PruneData, ablation: str,
-                batch_size: int = 512) -> MetricFn:
+def make_metric(
+    metric: str | MetricFn, adapter: ModelAdapter, data: PruneData, ablation: str, batch_size: int = 512
+) -> MetricFn:
     """Turn a metric name into a function of (circuit output, example indices)."""
     if callable(metric):
         return metric
     if metric not in METRICS:
-        raise EdgePruneError(f"unknown attribution metric {metric!r}; use one of {', '.join(METRICS)} or pass a function")
+        raise EdgePruneError(
+            f"unknown attribution metric {metric!r}; use one of {', '.join(METRICS)} or pass a function"
+        )
     with torch.no_grad():
         full = adapter.full_output(data.ids, data.key_mask)
         mask = adapter.loss_mask(data.ids, data.key_mask)
@@ -197,13 +203,26 @@ class EdgeScores:
 
     def _circuit(self, edges: list[Edge], cut: dict) -> Circuit:
         kept = prune_dangling(edges, self.graph.embeddings)
-        meta = {"method": self.method, "metric": self.metric, "ablation": self.ablation, **cut,
-                "n_edges_total": self.graph.n_edges, **self.meta}
+        meta = {
+            "method": self.method,
+            "metric": self.metric,
+            "ablation": self.ablation,
+            **cut,
+            "n_edges_total": self.graph.n_edges,
+            **self.meta,
+        }
         return Circuit(edges=sorted(kept), model=self.graph.model, meta=meta)
 
 
-def edge_scores(adapter: ModelAdapter, data: PruneData, method: str = "eap", ablation: str = "zero",
-                metric: str | MetricFn = "answer", steps: int = 5, batch_size: int = 256) -> EdgeScores:
+def edge_scores(
+    adapter: ModelAdapter,
+    data: PruneData,
+    method: str = "eap",
+    ablation: str = "zero",
+    metric: str | MetricFn = "answer",
+    steps: int = 5,
+    batch_size: int = 256,
+) -> EdgeScores:
     """EAP (``method="eap"``) or EAP-IG (``"eap-ig"``, ``steps`` points alpha = 1/steps .. 1) scores of every edge,
     averaged over the examples of ``data``."""
     if method not in METHODS:
@@ -234,5 +253,12 @@ def edge_scores(adapter: ModelAdapter, data: PruneData, method: str = "eap", abl
     w, r = edge_index(g)
     scores = total[w, r] / (len(data) * len(alphas))  # float64: sums of many small products
     meta = {"steps": steps} if method == "eap-ig" else {}
-    return EdgeScores(g, scores, method, metric if isinstance(metric, str) else getattr(metric, "__name__", "custom"),
-                      ablation, time.perf_counter() - t0, meta)
+    return EdgeScores(
+        g,
+        scores,
+        method,
+        metric if isinstance(metric, str) else getattr(metric, "__name__", "custom"),
+        ablation,
+        time.perf_counter() - t0,
+        meta,
+    )

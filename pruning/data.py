@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Sequence
-
-import torch
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from edgeprune.compiled.model import CompiledTransformer
 from edgeprune.core.errors import EdgePruneError
@@ -31,8 +30,9 @@ def shuffle_corruption(inputs: Sequence[Sequence[Any]]) -> Corrupt:
     return corrupt
 
 
-def build_data(model: CompiledTransformer, inputs: Sequence[Sequence[Any]], corrupt: Corrupt | None = None,
-               seed: int = 0) -> PruneData:
+def build_data(
+    model: CompiledTransformer, inputs: Sequence[Sequence[Any]], corrupt: Corrupt | None = None, seed: int = 0
+) -> PruneData:
     """Encode ``inputs`` (BOS prepended, padded); with ``corrupt`` also a same-length corruption of each."""
     inputs = [list(s) for s in inputs]
     if not inputs:

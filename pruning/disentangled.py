@@ -39,8 +39,13 @@ def prefix_points(adapter: ModelAdapter) -> list[int]:
 
 
 @torch.no_grad()
-def ablated_states(adapter: ModelAdapter, ablation: str, ids: torch.Tensor, corrupted_ids: torch.Tensor | None,
-                   key_mask: torch.Tensor | None = None) -> AblatedStates | None:
+def ablated_states(
+    adapter: ModelAdapter,
+    ablation: str,
+    ids: torch.Tensor,
+    corrupted_ids: torch.Tensor | None,
+    key_mask: torch.Tensor | None = None,
+) -> AblatedStates | None:
     """Corrupted activations for one batch (None under zero ablation); computed without gradients."""
     check_ablation(ablation)
     if ablation == "zero":
@@ -116,9 +121,9 @@ class _Write(torch.autograd.Function):
     def forward(ctx, block: torch.Tensor, buf: _WriterBuffer, start: int) -> torch.Tensor:
         k = block.shape[1]
         if buf.per_example:
-            buf.data[:, start:start + k].copy_(block)
+            buf.data[:, start : start + k].copy_(block)
         else:
-            buf.data[start:start + k].copy_(block.transpose(0, 1))
+            buf.data[start : start + k].copy_(block.transpose(0, 1))
         ctx.buf, ctx.start, ctx.k = buf, start, k
         return block.new_zeros(())
 
@@ -213,8 +218,14 @@ class DisentangledForward:
             self.layers.append(_LayerPlan(n_in, q0, m, before[n_in], heads, before[n_in + H], bool(live[n_in + H])))
         self.out_index = g.reader_index["out"]
 
-    def __call__(self, ids: torch.Tensor, edge_mask: torch.Tensor, node_mask: torch.Tensor | None = None,
-                 ablated: AblatedStates | None = None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        ids: torch.Tensor,
+        edge_mask: torch.Tensor,
+        node_mask: torch.Tensor | None = None,
+        ablated: AblatedStates | None = None,
+        key_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``edge_mask`` is dense (W, R) (zeros outside allowed edges) or per example (B, W, R);
         ``node_mask`` (W,) or (B, W), or None for all ones."""
         g, ad = self.graph, self.adapter
@@ -241,7 +252,7 @@ class DisentangledForward:
             buf.write(0, (emb if n_emb == self.n_emb else emb[:, self.live_emb]) * nz[:, :n_emb], tokens)
         for layer, p in enumerate(self.layers):
             if p.heads:
-                x = buf.mix(p.live_in, edge_mask[..., :p.live_in, p.q0:p.m], tokens)  # (B, H + 2 KV, T, D)
+                x = buf.mix(p.live_in, edge_mask[..., : p.live_in, p.q0 : p.m], tokens)  # (B, H + 2 KV, T, D)
                 if ablated is not None:
                     x = x + ablated.prefix[p.n_in].unsqueeze(1)
                 xq, xk, xv = torch.split(x, [H, KV, KV], dim=1)
@@ -250,16 +261,16 @@ class DisentangledForward:
                     heads = heads[:, list(p.heads)]
                 if states is not None:
                     heads = heads - states[[p.n_in + h for h in p.heads]].transpose(0, 1)
-                buf.write(p.live_in, heads * nz[:, p.live_in:p.live_in + len(p.heads)], tokens)
+                buf.write(p.live_in, heads * nz[:, p.live_in : p.live_in + len(p.heads)], tokens)
             if p.mlp:
-                xm = buf.mix(p.live_mlp, edge_mask[..., :p.live_mlp, p.m:p.m + 1], tokens).select(1, 0)
+                xm = buf.mix(p.live_mlp, edge_mask[..., : p.live_mlp, p.m : p.m + 1], tokens).select(1, 0)
                 if ablated is not None:
                     xm = xm + ablated.prefix[p.n_in + H]
                 y = ad.mlp(layer, xm)
                 if states is not None:
                     y = y - states[p.n_in + H]
-                buf.write(p.live_mlp, y.unsqueeze(1) * nz[:, p.live_mlp:p.live_mlp + 1], tokens)
-        x = buf.mix(self.n_live, edge_mask[..., :, self.out_index:self.out_index + 1], tokens).select(1, 0)
+                buf.write(p.live_mlp, y.unsqueeze(1) * nz[:, p.live_mlp : p.live_mlp + 1], tokens)
+        x = buf.mix(self.n_live, edge_mask[..., :, self.out_index : self.out_index + 1], tokens).select(1, 0)
         if ablated is not None:
             x = x + ablated.prefix[W]
         return x

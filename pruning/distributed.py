@@ -24,8 +24,9 @@ from __future__ import annotations
 import functools
 import os
 import socket
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -113,8 +114,10 @@ def _block_modules(adapter: HFAdapterBase, layer: int) -> tuple[dict[str, nn.Mod
         return {"ln_1": b.ln_1, "attn": b.attn}, {"ln_2": b.ln_2, "mlp": b.mlp}
     if isinstance(adapter, LlamaAdapter):
         b = adapter.inner.layers[layer]
-        return ({"input_layernorm": b.input_layernorm, "self_attn": b.self_attn},
-                {"post_attention_layernorm": b.post_attention_layernorm, "mlp": b.mlp})
+        return (
+            {"input_layernorm": b.input_layernorm, "self_attn": b.self_attn},
+            {"post_attention_layernorm": b.post_attention_layernorm, "mlp": b.mlp},
+        )
     raise EdgePruneError(f"no FSDP layout for {type(adapter).__name__}; distributed pruning supports GPT-2 and Llama")
 
 
@@ -124,8 +127,12 @@ def _end_modules(adapter: HFAdapterBase) -> dict[str, nn.Module]:
     if isinstance(adapter, GPT2Adapter):
         return {"wte": adapter.tf.wte, "wpe": adapter.tf.wpe, "ln_f": adapter.tf.ln_f, "lm_head": adapter.model.lm_head}
     inner = adapter.inner
-    return {"embed_tokens": inner.embed_tokens, "norm": inner.norm, "lm_head": adapter.model.lm_head,
-            "rotary_emb": inner.rotary_emb}
+    return {
+        "embed_tokens": inner.embed_tokens,
+        "norm": inner.norm,
+        "lm_head": adapter.model.lm_head,
+        "rotary_emb": inner.rotary_emb,
+    }
 
 
 class FSDPAdapter(ModelAdapter):
@@ -169,16 +176,19 @@ class FSDPAdapter(ModelAdapter):
 
     def _need_root(self, what: str) -> None:
         if not self._inside:
-            raise EdgePruneError(f"FSDPAdapter.{what} ran outside the root unit; use adapter.engine_forward() "
-                                 "or adapter.rooted(...) so the sharded end weights are gathered")
+            raise EdgePruneError(
+                f"FSDPAdapter.{what} ran outside the root unit; use adapter.engine_forward() "
+                "or adapter.rooted(...) so the sharded end weights are gathered"
+            )
 
     # ----- ModelAdapter -------------------------------------------------------
     def embed(self, ids: torch.Tensor) -> list[torch.Tensor]:
         self._need_root("embed")
         return self.base.embed(ids)
 
-    def attention(self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor,
-                  key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def attention(
+        self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.root.attention[layer](xq, xk, xv, key_mask)
 
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
@@ -202,7 +212,7 @@ class FSDPAdapter(ModelAdapter):
     def full_output(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.rooted(lambda: self.readout(ModelAdapter.writer_outputs(self, ids, key_mask).sum(0)))
 
-    def engine_forward(self) -> "RootedForward":
+    def engine_forward(self) -> RootedForward:
         return RootedForward(self)
 
 
@@ -233,7 +243,7 @@ def average_gradients(params: Sequence[torch.Tensor]) -> None:
     offset = 0
     for g in grads:
         n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
+        g.copy_(flat[offset : offset + n].view_as(g))
         offset += n
 
 
@@ -261,10 +271,21 @@ def make_distributed(pruner: Pruner, rank: int, world: int) -> None:
         pruner.forward = pruner.adapter.engine_forward()
 
 
-def prune_distributed(model: str | Path, task: str | Path, config: PruneConfig, out_dir: str | Path | None = None,
-                      sizes: int | Sequence[int] | None = None, seed: int = 0, dtype: str = "float32",
-                      device: str = "cpu", backend: str | None = None, gradient_checkpointing: bool = False,
-                      resume: bool = False, progress: bool = True, eval_batch_size: int | None = None) -> Any:
+def prune_distributed(
+    model: str | Path,
+    task: str | Path,
+    config: PruneConfig,
+    out_dir: str | Path | None = None,
+    sizes: int | Sequence[int] | None = None,
+    seed: int = 0,
+    dtype: str = "float32",
+    device: str = "cpu",
+    backend: str | None = None,
+    gradient_checkpointing: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    eval_batch_size: int | None = None,
+) -> Any:
     """``prune_language_model`` on every rank with an FSDP-sharded model; rank 0 writes the files.
 
     Returns the result on rank 0 and None on the other ranks (every rank holds the same masks).
@@ -290,9 +311,18 @@ def prune_distributed(model: str | Path, task: str | Path, config: PruneConfig, 
                 pruner.load_checkpoint(hook_resume)
             make_distributed(pruner, rank, world)
 
-        result = prune_language_model(loaded, task, config, out_dir=rd, sizes=sizes, seed=seed,
-                                      resume=resume and rank == 0, progress=progress and rank == 0,
-                                      eval_batch_size=eval_batch_size, pruner_hook=hook)
+        result = prune_language_model(
+            loaded,
+            task,
+            config,
+            out_dir=rd,
+            sizes=sizes,
+            seed=seed,
+            resume=resume and rank == 0,
+            progress=progress and rank == 0,
+            eval_batch_size=eval_batch_size,
+            pruner_hook=hook,
+        )
         dist.barrier()
         return result if rank == 0 else None
     finally:

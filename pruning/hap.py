@@ -15,11 +15,11 @@ import math
 import time
 from dataclasses import dataclass
 
+from edgeprune.core.circuit import Circuit, Edge
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.pruning.adapter import ModelAdapter
 from edgeprune.pruning.attribution import EdgeScores, MetricFn, edge_scores
 from edgeprune.pruning.train import PruneConfig, PruneData, Pruner, PruneResult
-from edgeprune.core.circuit import Circuit, Edge
 
 DEFAULT_KEEP_FRACTION = 0.5
 
@@ -38,7 +38,9 @@ class HapResult:
         return self.attribution_seconds + self.prune_seconds
 
 
-def select_subgraph(scores: EdgeScores, keep_fraction: float | None = None, edge_budget: int | None = None) -> list[Edge]:
+def select_subgraph(
+    scores: EdgeScores, keep_fraction: float | None = None, edge_budget: int | None = None
+) -> list[Edge]:
     """The ``edge_budget`` (or ``ceil(keep_fraction * n_edges)``) highest-``|score|`` edges, dangling ones included:
     pruning may still route through an edge that looks dangling in the ranking alone."""
     if (keep_fraction is None) == (edge_budget is None):
@@ -56,9 +58,17 @@ def select_subgraph(scores: EdgeScores, keep_fraction: float | None = None, edge
     return scores.top_edges(k)
 
 
-def hap(adapter: ModelAdapter, data: PruneData, config: PruneConfig, keep_fraction: float | None = None,
-        edge_budget: int | None = None, method: str = "eap", metric: str | MetricFn = "answer", ig_steps: int = 5,
-        progress: bool = False) -> HapResult:
+def hap(
+    adapter: ModelAdapter,
+    data: PruneData,
+    config: PruneConfig,
+    keep_fraction: float | None = None,
+    edge_budget: int | None = None,
+    method: str = "eap",
+    metric: str | MetricFn = "answer",
+    ig_steps: int = 5,
+    progress: bool = False,
+) -> HapResult:
     """Score edges (``method`` eap or eap-ig, under ``config.ablation``), keep the top of them, prune inside."""
     if keep_fraction is None and edge_budget is None:
         keep_fraction = DEFAULT_KEEP_FRACTION
@@ -69,6 +79,13 @@ def hap(adapter: ModelAdapter, data: PruneData, config: PruneConfig, keep_fracti
     pruner = Pruner(adapter, data, config, edge_subset=subset)
     result = pruner.run(progress=progress)
     circuit = result.circuit
-    circuit.meta.update({"method": "hap", "attribution": method, "kept_edges": len(subset),
-                         "keep_fraction": keep_fraction, "edge_budget": edge_budget})
+    circuit.meta.update(
+        {
+            "method": "hap",
+            "attribution": method,
+            "kept_edges": len(subset),
+            "keep_fraction": keep_fraction,
+            "edge_budget": edge_budget,
+        }
+    )
     return HapResult(circuit, subset, scores, result, t_attr, result.seconds)

@@ -10,9 +10,9 @@ Constants follow the reference implementation (``method-facts.md`` section 3).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterable
 
 import torch
 from torch import nn
@@ -35,7 +35,9 @@ class HardConcreteConfig:
 DEFAULT = HardConcreteConfig()
 
 
-def sample_gates(log_alpha: torch.Tensor, cfg: HardConcreteConfig = DEFAULT, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_gates(
+    log_alpha: torch.Tensor, cfg: HardConcreteConfig = DEFAULT, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """One reparameterised sample z in [0, 1] per entry (gradients flow to ``log_alpha``)."""
     u = torch.rand(log_alpha.shape, generator=generator, dtype=log_alpha.dtype, device=log_alpha.device)
     u = u * (1 - 2 * cfg.eps) + cfg.eps
@@ -118,12 +120,16 @@ def restrict_graph(graph: ComputationalGraph, edge_subset: Iterable[tuple[str, s
     if torch.is_tensor(edge_subset):
         shape = (len(graph.writers), len(graph.readers))
         if tuple(edge_subset.shape) != shape:
-            raise EdgePruneError(f"edge_subset matrix has shape {tuple(edge_subset.shape)}, the graph needs {shape} "
-                                 "(n_writers, n_readers)")
+            raise EdgePruneError(
+                f"edge_subset matrix has shape {tuple(edge_subset.shape)}, the graph needs {shape} "
+                "(n_writers, n_readers)"
+            )
         sel = edge_subset.bool()
         if bool((sel & (graph.allowed_mask() == 0)).any()):
-            raise EdgePruneError("edge_subset marks entries that are not edges of the graph (a writer after its reader); "
-                                 "mark only allowed edges (graph.allowed_mask())")
+            raise EdgePruneError(
+                "edge_subset marks entries that are not edges of the graph (a writer after its reader); "
+                "mark only allowed edges (graph.allowed_mask())"
+            )
         edges = {(graph.writers[w], graph.readers[r]) for w, r in sel.nonzero().tolist()}
     else:
         edges = {(str(w), str(r)) for w, r in edge_subset}
@@ -145,8 +151,13 @@ class MaskParameters(nn.Module):
     edge_writer: torch.Tensor  # (n_edges,) writer index of each edge (a buffer)
     edge_reader: torch.Tensor  # (n_edges,) reader index of each edge (a buffer)
 
-    def __init__(self, graph: ComputationalGraph, cfg: HardConcreteConfig = DEFAULT, generator: torch.Generator | None = None,
-                 edge_subset: Iterable[tuple[str, str]] | torch.Tensor | None = None):
+    def __init__(
+        self,
+        graph: ComputationalGraph,
+        cfg: HardConcreteConfig = DEFAULT,
+        generator: torch.Generator | None = None,
+        edge_subset: Iterable[tuple[str, str]] | torch.Tensor | None = None,
+    ):
         super().__init__()
         self.full_graph = graph
         if edge_subset is not None:
@@ -167,11 +178,15 @@ class MaskParameters(nn.Module):
         for p in (self.edge_log_alpha, self.node_log_alpha):
             p.copy_(torch.randn(p.shape, generator=generator) * self.cfg.init_std + self.cfg.init_mean)
 
-    def sample(self, generator: torch.Generator | None = None, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, generator: torch.Generator | None = None, n: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sampled (edge z, node z): shapes (n_edges,), (n_writers,) for one sample shared by a whole
         batch (the reference), or (n, n_edges), (n, n_writers) for ``n`` independent samples."""
         if n is None:
-            return sample_gates(self.edge_log_alpha, self.cfg, generator), sample_gates(self.node_log_alpha, self.cfg, generator)
+            return sample_gates(self.edge_log_alpha, self.cfg, generator), sample_gates(
+                self.node_log_alpha, self.cfg, generator
+            )
         e = self.edge_log_alpha.unsqueeze(0).expand(n, -1)
         v = self.node_log_alpha.unsqueeze(0).expand(n, -1)
         return sample_gates(e, self.cfg, generator), sample_gates(v, self.cfg, generator)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
+from edgeprune.core.circuit import Circuit
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.pruning.adapter import ModelAdapter
 from edgeprune.pruning.adapters.hf_loading import adapter_for, load_hf_model
@@ -25,7 +27,6 @@ from edgeprune.pruning.hard_concrete import MaskParameters
 from edgeprune.pruning.metrics import METRICS, TASK_METRICS
 from edgeprune.pruning.tasks import TASK_NAMES, TaskBatch, TaskDataset, build_task
 from edgeprune.pruning.train import PruneConfig, PruneData, Pruner
-from edgeprune.core.circuit import Circuit
 
 CIRCUIT_FILE = "circuit.json"
 METRICS_FILE = "metrics.json"
@@ -60,8 +61,9 @@ class LoadedModel:
     adapter: ModelAdapter  # an HF adapter, or its FSDP wrapper (pruning.distributed)
 
 
-def load_model(source: str | Path, dtype: str = "float32", device: str = "cpu",
-               gradient_checkpointing: bool = False) -> LoadedModel:
+def load_model(
+    source: str | Path, dtype: str = "float32", device: str = "cpu", gradient_checkpointing: bool = False
+) -> LoadedModel:
     """``from_pretrained`` (hub id or directory) plus the architecture's adapter.
 
     With ``dtype="bfloat16"`` the weights and block arithmetic are bf16 while the mixed
@@ -99,12 +101,14 @@ def prune_data(batch: TaskBatch, device: torch.device | str = "cpu") -> PruneDat
     outputs); ids stay on the CPU, the adapters move each batch.
     """
     key_mask = None if bool(batch.attention_mask.all()) else batch.attention_mask
-    return PruneData(ids=batch.clean_ids, key_mask=key_mask, corrupted=batch.corrupted_ids,
-                     loss_mask=batch.loss_mask.to(device))
+    return PruneData(
+        ids=batch.clean_ids, key_mask=key_mask, corrupted=batch.corrupted_ids, loss_mask=batch.loss_mask.to(device)
+    )
 
 
-def lm_config(target_sparsity: float = DEFAULT_TARGET_SPARSITY, edge_target: float | None = None,
-              **overrides: Any) -> PruneConfig:
+def lm_config(
+    target_sparsity: float = DEFAULT_TARGET_SPARSITY, edge_target: float | None = None, **overrides: Any
+) -> PruneConfig:
     """``LM_DEFAULTS`` with the Lagrangian target (default: the requested sparsity) and overrides."""
     if not 0.0 <= target_sparsity <= 1.0:
         raise EdgePruneError(f"--target-sparsity {target_sparsity} is not in [0, 1]; e.g. 0.98 keeps 2% of the edges")
@@ -164,9 +168,15 @@ def engine_forward(adapter: ModelAdapter) -> Any:
 
 
 @torch.no_grad()
-def evaluate_circuit(adapter: ModelAdapter, batch: TaskBatch, circuit: Circuit | None, task: str,
-                     ablation: str = "interchange", batch_size: int = 32,
-                     allow_other_model: bool = False) -> dict[str, float]:
+def evaluate_circuit(
+    adapter: ModelAdapter,
+    batch: TaskBatch,
+    circuit: Circuit | None,
+    task: str,
+    ablation: str = "interchange",
+    batch_size: int = 32,
+    allow_other_model: bool = False,
+) -> dict[str, float]:
     """The paper's metrics of ``task`` for the circuit (None: the full model) against the full model.
 
     Per-example values from minibatches are pooled before averaging (NaNs, e.g. a constant
@@ -205,9 +215,16 @@ class LMPruneResult:
     extra: dict = field(default_factory=dict)
 
 
-def circuit_metrics(loaded: LoadedModel, dataset: TaskDataset, circuit: Circuit, task: str | Path,
-                    ablation: str, eval_batch_size: int, split: str = "test",
-                    allow_other_model: bool = False) -> dict:
+def circuit_metrics(
+    loaded: LoadedModel,
+    dataset: TaskDataset,
+    circuit: Circuit,
+    task: str | Path,
+    ablation: str,
+    eval_batch_size: int,
+    split: str = "test",
+    allow_other_model: bool = False,
+) -> dict:
     """The metrics document: test-split metrics of the circuit and of the full model, edges, sparsity."""
     key = task_key(task)
     batch = dataset.batch(split)
@@ -226,10 +243,18 @@ def circuit_metrics(loaded: LoadedModel, dataset: TaskDataset, circuit: Circuit,
     }
 
 
-def prune_language_model(loaded: LoadedModel, task: str | Path, config: PruneConfig, out_dir: str | Path | None = None,
-                         sizes: int | Sequence[int] | None = None, seed: int = 0, resume: bool = False,
-                         progress: bool = True, eval_batch_size: int | None = None,
-                         pruner_hook: Any = None) -> LMPruneResult:
+def prune_language_model(
+    loaded: LoadedModel,
+    task: str | Path,
+    config: PruneConfig,
+    out_dir: str | Path | None = None,
+    sizes: int | Sequence[int] | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    eval_batch_size: int | None = None,
+    pruner_hook: Any = None,
+) -> LMPruneResult:
     """Train masks on the task's train split, cut at ``config.edge_sparsity``, score on the test split.
 
     ``out_dir`` receives checkpoints and ``metrics.jsonl`` (the training log), then ``circuit.json``
@@ -244,17 +269,33 @@ def prune_language_model(loaded: LoadedModel, task: str | Path, config: PruneCon
         pruner_hook(pruner)
     rd = Path(out_dir) if out_dir is not None else None
     result = pruner.run(rd, resume=resume, progress=progress)
-    meta = {"method": "edge-pruning", "ablation": config.ablation, "seed": config.seed, "steps": pruner.step,
-            "loss": pruner.loss_kind, "n_edges_total": loaded.adapter.graph.n_edges, "task": str(task),
-            "target_sparsity": config.edge_sparsity, "model_id": loaded.adapter.model_id(), "source": loaded.source}
+    meta = {
+        "method": "edge-pruning",
+        "ablation": config.ablation,
+        "seed": config.seed,
+        "steps": pruner.step,
+        "loss": pruner.loss_kind,
+        "n_edges_total": loaded.adapter.graph.n_edges,
+        "task": str(task),
+        "target_sparsity": config.edge_sparsity,
+        "model_id": loaded.adapter.model_id(),
+        "source": loaded.source,
+    }
     if config.edge_sparsity is None:
         circuit = Circuit(edges=result.circuit.edges, model=loaded.adapter.graph.model, meta=meta)
     else:
         circuit = cut_at_sparsity(pruner.masks, config.edge_sparsity, model=loaded.adapter.graph.model, meta=meta)
     metrics = circuit_metrics(loaded, dataset, circuit, task, config.ablation, eval_batch_size or config.batch_size)
-    metrics.update({"target_sparsity": config.edge_sparsity, "steps": pruner.step, "seed": seed,
-                    "train_examples": len(data), "seconds": round(time.perf_counter() - t0, 3),
-                    "train_seconds": round(result.seconds, 3)})
+    metrics.update(
+        {
+            "target_sparsity": config.edge_sparsity,
+            "steps": pruner.step,
+            "seed": seed,
+            "train_examples": len(data),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "train_seconds": round(result.seconds, 3),
+        }
+    )
     if rd is not None:
         write_outputs(rd, circuit, metrics)
     return LMPruneResult(circuit, metrics, rd, time.perf_counter() - t0, config)

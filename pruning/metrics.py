@@ -8,7 +8,7 @@ metrics in the paper are over {00..99}; other tasks use the full vocabulary.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,9 @@ Metric = Callable[[torch.Tensor, torch.Tensor, TaskBatch], torch.Tensor]
 
 def _check(full: torch.Tensor, circuit: torch.Tensor, batch: TaskBatch) -> None:
     if full.shape != circuit.shape:
-        raise EdgePruneError(f"full-model logits {tuple(full.shape)} and circuit logits {tuple(circuit.shape)} differ in shape")
+        raise EdgePruneError(
+            f"full-model logits {tuple(full.shape)} and circuit logits {tuple(circuit.shape)} differ in shape"
+        )
     if full.dim() != 3 or full.shape[:2] != batch.clean_ids.shape:
         raise EdgePruneError(
             f"logits of shape {tuple(full.shape)} do not match the batch's (N, T) = {tuple(batch.clean_ids.shape)}; "
@@ -173,8 +175,13 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 
 
 @torch.no_grad()
-def evaluate(full: torch.Tensor, circuit: torch.Tensor, batch: TaskBatch,
-             metrics: tuple[str, ...] | None = None, task: str | None = None) -> dict[str, float]:
+def evaluate(
+    full: torch.Tensor,
+    circuit: torch.Tensor,
+    batch: TaskBatch,
+    metrics: tuple[str, ...] | None = None,
+    task: str | None = None,
+) -> dict[str, float]:
     """Mean of each metric over the batch (NaNs, e.g. constant tau rows, ignored)."""
     names = metrics or TASK_METRICS.get(task or "", TASK_METRICS["custom"])
     out: dict[str, float] = {}

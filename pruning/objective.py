@@ -43,7 +43,9 @@ def faithfulness_per_example(kind: str, full: torch.Tensor, circuit: torch.Tenso
     maskf = mask.to(circuit.dtype)
     if kind == "kl":
         if full.dim() != 3:
-            raise EdgePruneError("the 'kl' loss needs categorical outputs (B, T, V); use 'seq_kl' or 'mse' for numerical programs")
+            raise EdgePruneError(
+                "the 'kl' loss needs categorical outputs (B, T, V); use 'seq_kl' or 'mse' for numerical programs"
+            )
         lp_full = torch.log_softmax(full, -1)
         lp_circ = torch.log_softmax(circuit, -1)
         kl = (lp_full.exp() * (lp_full - lp_circ)).sum(-1)

@@ -44,8 +44,15 @@ def masked_forward(adapter: ModelAdapter) -> Any:
 class CircuitScorer:
     """Faithfulness loss of a circuit (dense edge mask) to the full model on fixed data; ablated states cached once."""
 
-    def __init__(self, adapter: ModelAdapter, data: PruneData, ablation: str, loss: str | None = None,
-                 batch_size: int = 2048, scored: Scored = "adapter"):
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        data: PruneData,
+        ablation: str,
+        loss: str | None = None,
+        batch_size: int = 2048,
+        scored: Scored = "adapter",
+    ):
         if scored not in ("adapter", "task"):
             raise EdgePruneError(f"scored must be 'adapter' or 'task', got {scored!r}")
         check_ablation(ablation, data)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from edgeprune.pruning.hard_concrete import MaskParameters
 from edgeprune.core.circuit import Circuit
+from edgeprune.pruning.hard_concrete import MaskParameters
 
 
 def bisect_threshold(values: torch.Tensor, keep: int, tol: float = 1e-5) -> float:
@@ -46,8 +46,13 @@ def binarize(values: torch.Tensor, sparsity: float | None = None) -> torch.Tenso
     return values > bisect_threshold(values, keep)
 
 
-def extract_circuit(masks: MaskParameters, edge_sparsity: float | None = None, use_nodes: bool = True,
-                    model: str = "", meta: dict | None = None) -> Circuit:
+def extract_circuit(
+    masks: MaskParameters,
+    edge_sparsity: float | None = None,
+    use_nodes: bool = True,
+    model: str = "",
+    meta: dict | None = None,
+) -> Circuit:
     edge_soft, node_soft = masks.deterministic()
     keep = binarize(edge_soft.detach(), edge_sparsity)
     if use_nodes:

@@ -23,22 +23,23 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from edgeprune.core.circuit import Circuit
 from edgeprune.core.errors import EdgePruneError
+from edgeprune.core.options import check_ablation, check_cut, check_loss
 from edgeprune.pruning import objective as obj
 from edgeprune.pruning.adapter import ModelAdapter
-from edgeprune.core.options import check_ablation, check_cut, check_loss
 from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
 from edgeprune.pruning.hard_concrete import MaskParameters, gate_score
 from edgeprune.pruning.threshold import extract_circuit
-from edgeprune.core.circuit import Circuit
 
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
@@ -73,7 +74,7 @@ class _DeferredInterrupt:
     def __init__(self) -> None:
         self.requested = False
         self.hard = False
-        self._old = None
+        self._old: Any = None
 
     def _handler(self, signum, frame) -> None:
         if self.requested:
@@ -81,7 +82,7 @@ class _DeferredInterrupt:
             raise KeyboardInterrupt
         self.requested = True
 
-    def __enter__(self) -> "_DeferredInterrupt":
+    def __enter__(self) -> _DeferredInterrupt:
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self._handler)
         return self
@@ -131,8 +132,10 @@ class PruneConfig:
             check_loss(self.loss)
         check_cut(self.cut)
         if self.score_weight and not self.per_example_masks:
-            raise EdgePruneError("score_weight needs per_example_masks (the score term correlates each example's loss "
-                                 "with its own mask sample); set per_example_masks=True or score_weight=0")
+            raise EdgePruneError(
+                "score_weight needs per_example_masks (the score term correlates each example's loss "
+                "with its own mask sample); set per_example_masks=True or score_weight=0"
+            )
         if self.steps < 1 or self.batch_size < 1:
             raise EdgePruneError("steps and batch_size must be at least 1")
 
@@ -140,7 +143,7 @@ class PruneConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PruneConfig":
+    def from_dict(cls, d: dict) -> PruneConfig:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         if "adam_betas" in known:
             known["adam_betas"] = tuple(known["adam_betas"])
@@ -198,7 +201,9 @@ class Pruner:
         """``edge_subset`` (edges or a bool (n_writers, n_readers) matrix): only these edges get masks (HAP)."""
         self.adapter, self.data, self.cfg = adapter, data, config
         if config.ablation == "interchange" and data.corrupted is None:
-            raise EdgePruneError("interchange ablation needs corrupted inputs in the data; give corruptions or use --ablation zero")
+            raise EdgePruneError(
+                "interchange ablation needs corrupted inputs in the data; give corruptions or use --ablation zero"
+            )
         self.loss_kind = config.loss or obj.default_loss(adapter.output_kind)
         self.gen = torch.Generator().manual_seed(config.seed)
         self.masks = MaskParameters(adapter.graph, generator=self.gen, edge_subset=edge_subset)
@@ -211,7 +216,9 @@ class Pruner:
         ]
         if c.node_target is not None:
             groups.append({"params": [self.node_lambdas], "lr": c.lambda_lr, "maximize": True})
-        self.optimizer = torch.optim.AdamW(groups, weight_decay=c.weight_decay, betas=tuple(c.adam_betas), eps=1e-8)
+        self.optimizer = torch.optim.AdamW(
+            groups, weight_decay=c.weight_decay, betas=(c.adam_betas[0], c.adam_betas[1]), eps=1e-8
+        )
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         live = None
         if edge_subset is not None:  # writers no kept edge reads are neither computed nor mixed
@@ -219,7 +226,9 @@ class Pruner:
             live[self.masks.edge_writer] = True
         self.forward = DisentangledForward(adapter, live)
         with torch.no_grad():
-            self.loss_mask = data.loss_mask.bool() if data.loss_mask is not None else adapter.loss_mask(data.ids, data.key_mask)
+            self.loss_mask = (
+                data.loss_mask.bool() if data.loss_mask is not None else adapter.loss_mask(data.ids, data.key_mask)
+            )
             self.chunk, self.full_out = self._plan_targets()
         self.loss_unit = self._empty_circuit_loss() if config.normalize_loss else 1.0
         self.step = 0
@@ -250,8 +259,10 @@ class Pruner:
         out_bytes = 4 * out_numel * len(d)
         if out_bytes > TARGET_CACHE_BYTES:
             return chunk, None
-        parts = [self.adapter.full_output(d.ids[a:a + chunk], None if d.key_mask is None else d.key_mask[a:a + chunk])
-                 for a in range(0, len(d), chunk)]
+        parts = [
+            self.adapter.full_output(d.ids[a : a + chunk], None if d.key_mask is None else d.key_mask[a : a + chunk])
+            for a in range(0, len(d), chunk)
+        ]
         return chunk, parts[0] if len(parts) == 1 else torch.cat(parts)
 
     @torch.no_grad()
@@ -296,7 +307,9 @@ class Pruner:
         if local is not None and c.per_example_masks:
             edge_z, node_z = edge_z[local], node_z[local]
         out = self.forward.output(ids, self.masks.dense(edge_z), node_z, ablated, km)
-        per_example = obj.faithfulness_per_example(self.loss_kind, self._targets(idx, ids, km), out, self.loss_mask[idx])
+        per_example = obj.faithfulness_per_example(
+            self.loss_kind, self._targets(idx, ids, km), out, self.loss_mask[idx]
+        )
         faith = per_example.mean()
         warm = int(c.target_warmup * c.steps)
         t_edge = obj.target_at(self.step, c.edge_target, warm)
@@ -307,7 +320,9 @@ class Pruner:
             reg = reg + obj.lagrangian(obj.target_at(self.step, c.node_target, warm), s_node, *self.node_lambdas)
         loss = c.loss_scale / self.loss_unit * faith + reg
         if c.score_weight:
-            loss = loss + c.score_weight * c.loss_scale / self.loss_unit * self._score_surrogate(per_example, edge_z, node_z)
+            loss = loss + c.score_weight * c.loss_scale / self.loss_unit * self._score_surrogate(
+                per_example, edge_z, node_z
+            )
         obj.check_finite(loss.detach(), self.step)
         factor = obj.lr_factor(self.step, c.steps, int(c.lr_warmup * c.steps))
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
@@ -321,9 +336,18 @@ class Pruner:
             torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
         self.optimizer.step()
         self.step += 1
-        return {"step": self.step, "loss": float(loss.detach()), "faithfulness": float(faith.detach()), "regularizer": float(reg.detach()),
-                "edge_sparsity": float(s_edge.detach()), "edge_target": t_edge, "node_sparsity": float(s_node.detach()),
-                "lambda1": float(self.edge_lambdas[0].detach()), "lambda2": float(self.edge_lambdas[1].detach()), "lr_factor": factor}
+        return {
+            "step": self.step,
+            "loss": float(loss.detach()),
+            "faithfulness": float(faith.detach()),
+            "regularizer": float(reg.detach()),
+            "edge_sparsity": float(s_edge.detach()),
+            "edge_target": t_edge,
+            "node_sparsity": float(s_node.detach()),
+            "lambda1": float(self.edge_lambdas[0].detach()),
+            "lambda2": float(self.edge_lambdas[1].detach()),
+            "lr_factor": factor,
+        }
 
     def converged(self) -> bool:
         """True once training is done: the edge target has finished its warm-up and the deterministic
@@ -359,13 +383,24 @@ class Pruner:
         g_edge = (adv * gate_score(self.masks.edge_log_alpha, edge_z)).mean(0)
         g_node = (adv * gate_score(self.masks.node_log_alpha, node_z)).mean(0)
         la_e, la_n = self.masks.edge_log_alpha, self.masks.node_log_alpha
-        return (la_e * g_edge).sum() + (la_n * g_node).sum() - (la_e.detach() * g_edge).sum() - (la_n.detach() * g_node).sum()
+        return (
+            (la_e * g_edge).sum()
+            + (la_n * g_node).sum()
+            - (la_e.detach() * g_edge).sum()
+            - (la_n.detach() * g_node).sum()
+        )
 
     # ----- circuit --------------------------------------------------------
     def circuit(self) -> Circuit:
         c = self.cfg
-        meta = {"method": "edge-pruning", "ablation": c.ablation, "seed": c.seed, "steps": self.step,
-                "loss": self.loss_kind, "n_edges_total": self.adapter.graph.n_edges}
+        meta = {
+            "method": "edge-pruning",
+            "ablation": c.ablation,
+            "seed": c.seed,
+            "steps": self.step,
+            "loss": self.loss_kind,
+            "n_edges_total": self.adapter.graph.n_edges,
+        }
         if c.cut in ("faithful", "minimal") and c.edge_sparsity is None:
             keep, rel = self._faithful_keep(minimal=c.cut == "minimal")
             meta["cut"] = {"rule": c.cut, "tolerance": c.cut_tolerance, "relative_loss": rel}
@@ -388,7 +423,9 @@ class Pruner:
             corr = None if self.data.corrupted is None else self.data.corrupted[sl]
             ablated = ablated_states(self.adapter, self.cfg.ablation, ids, corr, km)
             out = self.forward.output(ids, dense, None, ablated, km)
-            parts.append(obj.faithfulness_per_example(self.loss_kind, self._targets(sl, ids, km), out, self.loss_mask[sl]))
+            parts.append(
+                obj.faithfulness_per_example(self.loss_kind, self._targets(sl, ids, km), out, self.loss_mask[sl])
+            )
         return float(torch.cat(parts).sum() / n)
 
     def _faithful_keep(self, minimal: bool = False) -> tuple[torch.Tensor, float]:
@@ -451,9 +488,16 @@ class Pruner:
                     tensors[f"opt.{pid}.{k}"] = v.detach().clone()
                 else:
                     opt_scalars[f"{pid}.{k}"] = float(v)
-        doc = {"format": CHECKPOINT_FORMAT, "step": self.step, "elapsed": self.elapsed, "config": self.cfg.to_dict(),
-               "model": self.adapter.model_id(), "data": self.data.fingerprint(), "n_edges": self.adapter.graph.n_edges,
-               "optimizer_scalars": opt_scalars}
+        doc = {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "config": self.cfg.to_dict(),
+            "model": self.adapter.model_id(),
+            "data": self.data.fingerprint(),
+            "n_edges": self.adapter.graph.n_edges,
+            "optimizer_scalars": opt_scalars,
+        }
         text = json.dumps(doc, indent=1)
         # one file, state in its header: written aside, flushed to disk, then renamed over the old one
         tmp = run_dir / (CHECKPOINT_TENSORS + ".tmp")
@@ -485,17 +529,25 @@ class Pruner:
                 meta = fh.metadata() or {}
             t = load_file(str(tpath))
         except Exception as exc:  # safetensors raises its own error types for truncated or corrupt files
-            raise EdgePruneError(f"{tpath} is not a readable safetensors checkpoint (truncated or corrupt: {exc}); {fix}") from exc
+            raise EdgePruneError(
+                f"{tpath} is not a readable safetensors checkpoint (truncated or corrupt: {exc}); {fix}"
+            ) from exc
         try:
             doc = json.loads(meta["edgeprune"])
             if not isinstance(doc, dict):
                 raise ValueError("not a JSON object")
         except (KeyError, ValueError) as exc:
-            raise EdgePruneError(f"{tpath} has no edgeprune state in its header (field 'edgeprune': {exc!r}); {fix}") from exc
+            raise EdgePruneError(
+                f"{tpath} has no edgeprune state in its header (field 'edgeprune': {exc!r}); {fix}"
+            ) from exc
         if doc.get("format") != CHECKPOINT_FORMAT:
-            raise EdgePruneError(f"{tpath} is not an edgeprune pruning checkpoint of format {CHECKPOINT_FORMAT} "
-                                 f"(field 'format' is {doc.get('format')!r}); {fix}")
-        missing = [k for k in ("edge_log_alpha", "node_log_alpha", "edge_lambdas", "node_lambdas", "rng_state") if k not in t]
+            raise EdgePruneError(
+                f"{tpath} is not an edgeprune pruning checkpoint of format {CHECKPOINT_FORMAT} "
+                f"(field 'format' is {doc.get('format')!r}); {fix}"
+            )
+        missing = [
+            k for k in ("edge_log_alpha", "node_log_alpha", "edge_lambdas", "node_lambdas", "rng_state") if k not in t
+        ]
         if missing or not isinstance(doc.get("step"), int) or not isinstance(doc.get("config"), dict):
             raise EdgePruneError(f"{tpath} lacks {missing or 'step/config'}; {fix}")
         if doc.get("model") != self.adapter.model_id() or doc.get("n_edges") != self.adapter.graph.n_edges:
@@ -504,15 +556,24 @@ class Pruner:
                 "resume with the same model or use a fresh run directory"
             )
         if doc.get("data") != self.data.fingerprint():
-            raise EdgePruneError(f"checkpoint in {run_dir} was made with other training data; use the same program, seed and data")
+            raise EdgePruneError(
+                f"checkpoint in {run_dir} was made with other training data; use the same program, seed and data"
+            )
         try:
             saved = PruneConfig.from_dict(doc["config"])
         except (TypeError, ValueError, KeyError) as exc:
-            raise EdgePruneError(f"{tpath}: field 'config' is not a valid pruning configuration ({exc}); {fix}") from exc
+            raise EdgePruneError(
+                f"{tpath}: field 'config' is not a valid pruning configuration ({exc}); {fix}"
+            ) from exc
         if saved != self.cfg:
             diff = {k: (v, getattr(self.cfg, k)) for k, v in saved.to_dict().items() if getattr(self.cfg, k) != v}
-            raise EdgePruneError(f"checkpoint in {run_dir} used other settings {diff} (saved, now); resume with the same settings")
-        if t["edge_log_alpha"].shape != self.masks.edge_log_alpha.shape or t["node_log_alpha"].shape != self.masks.node_log_alpha.shape:
+            raise EdgePruneError(
+                f"checkpoint in {run_dir} used other settings {diff} (saved, now); resume with the same settings"
+            )
+        if (
+            t["edge_log_alpha"].shape != self.masks.edge_log_alpha.shape
+            or t["node_log_alpha"].shape != self.masks.node_log_alpha.shape
+        ):
             raise EdgePruneError(f"{tpath}: mask shapes differ from this model's graph; {fix}")
         with torch.no_grad():
             self.masks.edge_log_alpha.copy_(t["edge_log_alpha"])
@@ -535,8 +596,14 @@ class Pruner:
         self.elapsed = float(doc.get("elapsed", 0.0))
 
     # ----- loop -----------------------------------------------------------
-    def run(self, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-            stop_after: int | None = None, callback: Callable[[dict], None] | None = None) -> PruneResult:
+    def run(
+        self,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+        progress: bool = True,
+        stop_after: int | None = None,
+        callback: Callable[[dict], None] | None = None,
+    ) -> PruneResult:
         """Train to ``config.steps`` (or only ``stop_after`` steps, for tests of resuming)."""
         from tqdm import tqdm
 
@@ -557,7 +624,11 @@ class Pruner:
                         row = json.loads(ln)
                     except ValueError:
                         continue
-                    if isinstance(row, dict) and isinstance(row.get("step", 0), int) and row.get("step", 0) <= self.step:
+                    if (
+                        isinstance(row, dict)
+                        and isinstance(row.get("step", 0), int)
+                        and row.get("step", 0) <= self.step
+                    ):
                         kept.append(ln)
             mpath.write_text("".join(ln + "\n" for ln in kept))
             log = mpath.open("a")
@@ -577,8 +648,11 @@ class Pruner:
                     callback(metrics)
                 if self.step % max(1, c.log_every) == 0:
                     bar.set_postfix(loss=f"{metrics['loss']:.3g}", sparsity=f"{metrics['edge_sparsity']:.3f}")
-                if rd is not None and (self.step % c.checkpoint_every == 0 if c.checkpoint_every
-                                       else time.perf_counter() - last_save >= CHECKPOINT_SECONDS):
+                if rd is not None and (
+                    self.step % c.checkpoint_every == 0
+                    if c.checkpoint_every
+                    else time.perf_counter() - last_save >= CHECKPOINT_SECONDS
+                ):
                     self.elapsed += time.perf_counter() - t0
                     t0 = last_save = time.perf_counter()
                     if log is not None:
@@ -592,13 +666,18 @@ class Pruner:
                 raise KeyboardInterrupt
         except KeyboardInterrupt:
             if rd is not None and stop.hard:
-                print(f"interrupted mid-step: the last checkpoint in {rd} stands; continue with --resume", file=sys.stderr)
+                print(
+                    f"interrupted mid-step: the last checkpoint in {rd} stands; continue with --resume", file=sys.stderr
+                )
             elif rd is not None:
                 self.elapsed += time.perf_counter() - t0
                 if log is not None:
                     log.flush()
                 self.save_checkpoint(rd)
-                print(f"interrupted: checkpoint at step {self.step} saved in {rd}; continue with --resume", file=sys.stderr)
+                print(
+                    f"interrupted: checkpoint at step {self.step} saved in {rd}; continue with --resume",
+                    file=sys.stderr,
+                )
             raise
         finally:
             stop.__exit__()
@@ -614,7 +693,13 @@ class Pruner:
         return PruneResult(circuit, self.masks, self.step, self.elapsed, metrics)
 
 
-def prune(adapter: ModelAdapter, data: PruneData, config: PruneConfig | None = None, run_dir: str | Path | None = None,
-          resume: bool = False, progress: bool = True) -> PruneResult:
+def prune(
+    adapter: ModelAdapter,
+    data: PruneData,
+    config: PruneConfig | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> PruneResult:
     """Library entry point: train masks on ``data`` and return the binarised circuit."""
     return Pruner(adapter, data, config or PruneConfig()).run(run_dir, resume=resume, progress=progress)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os as _os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as _settings
 
 REPO = Path(__file__).resolve().parents[1]
 _SHARED = REPO.parent / "shared" / "tracr-reference"
@@ -16,10 +18,8 @@ REFERENCE_PROGRAMS = sorted(p.name for p in REFERENCE_DIR.iterdir() if (p / "mod
 def reference_dir() -> Path:
     return REFERENCE_DIR
 
-# Reproducible property tests: the same examples on every machine (set HYPOTHESIS_PROFILE=explore for fresh ones).
-import os as _os
 
-from hypothesis import settings as _settings
+# Reproducible property tests: the same examples on every machine (set HYPOTHESIS_PROFILE=explore for fresh ones).
 
 _settings.register_profile("repro", derandomize=True, deadline=None)
 _settings.register_profile("explore", deadline=None)

@@ -19,11 +19,13 @@ _DIGIT_PAIRS = r"\d\d"
 def pre_tokenizer():
     from tokenizers import Regex, pre_tokenizers
 
-    return pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(_DIGIT_PAIRS), "isolated"),
-        pre_tokenizers.Punctuation("isolated"),
-        pre_tokenizers.Whitespace(),
-    ])
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_DIGIT_PAIRS), "isolated"),
+            pre_tokenizers.Punctuation("isolated"),
+            pre_tokenizers.Whitespace(),
+        ]
+    )
 
 
 def word_level_tokenizer(texts: list[str], bos: bool = False):
@@ -49,9 +51,17 @@ def task_corpus() -> list[str]:
     from edgeprune.pruning.tasks import gendered_pronoun, greater_than, ioi, vocab
 
     return [
-        *ioi.TEMPLATES, *vocab.NAMES, *vocab.PLACES, *vocab.OBJECTS, *vocab.GT_NOUNS,
-        *greater_than.TEMPLATES, *gendered_pronoun.TEMPLATES, *greater_than.YEAR_CLASSES,
-        "he she True False not and or ( ) is", be.instruction_prompt("x")[0], be.few_shot_prompt("x")[0],
+        *ioi.TEMPLATES,
+        *vocab.NAMES,
+        *vocab.PLACES,
+        *vocab.OBJECTS,
+        *vocab.GT_NOUNS,
+        *greater_than.TEMPLATES,
+        *gendered_pronoun.TEMPLATES,
+        *greater_than.YEAR_CLASSES,
+        "he she True False not and or ( ) is",
+        be.instruction_prompt("x")[0],
+        be.few_shot_prompt("x")[0],
         "1 2 3 4 5 6 7 8 9 + =",
     ]
 
@@ -60,14 +70,26 @@ def task_tokenizer():
     return word_level_tokenizer(task_corpus())
 
 
-def tiny_gpt2(vocab_size: int, n_positions: int = 160, seed: int = 0, n_layer: int = 2, n_head: int = 4,
-              n_embd: int = 32):
+def tiny_gpt2(
+    vocab_size: int, n_positions: int = 160, seed: int = 0, n_layer: int = 2, n_head: int = 4, n_embd: int = 32
+):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
-                     n_inner=2 * n_embd, bos_token_id=1, eos_token_id=1, resid_pdrop=0.0, embd_pdrop=0.0,
-                     attn_pdrop=0.0, initializer_range=0.3)
+    cfg = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        n_inner=2 * n_embd,
+        bos_token_id=1,
+        eos_token_id=1,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        initializer_range=0.3,
+    )
     return GPT2LMHeadModel(cfg)
 
 
@@ -75,9 +97,17 @@ def tiny_llama(vocab_size: int, heads: int = 4, kv_heads: int = 2, seed: int = 1
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=48, num_hidden_layers=layers,
-                      num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=256,
-                      tie_word_embeddings=False, initializer_range=0.3)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=48,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        initializer_range=0.3,
+    )
     return LlamaForCausalLM(cfg)
 
 
@@ -98,10 +128,19 @@ def bpe_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     sentences = [
-        "The cat sat on the mat.", "The dog ran to the park.", "1 + 2 = 3", "1 + 5 = 6",
-        "Mary gave a book to John.", "John gave a book to Mary.", "the the the cat cat dog",
+        "The cat sat on the mat.",
+        "The dog ran to the park.",
+        "1 + 2 = 3",
+        "1 + 5 = 6",
+        "Mary gave a book to John.",
+        "John gave a book to Mary.",
+        "the the the cat cat dog",
     ] * 20
-    trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  special_tokens=["<|endoftext|>"], show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=["<|endoftext|>"],
+        show_progress=False,
+    )
     tok.train_from_iterator(sentences, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")

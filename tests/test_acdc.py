@@ -8,8 +8,8 @@ import torch
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.pruning.acdc import FaithfulnessEvaluator, acdc
 from edgeprune.pruning.adapters.compiled import CompiledAdapter
-from edgeprune.usecases.recovery import prepare
 from edgeprune.pruning.train import PruneData
+from edgeprune.usecases.recovery import prepare
 from tests.pruning_helpers import random_model
 
 torch.set_num_threads(1)

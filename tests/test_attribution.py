@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from edgeprune.core.dangling import prune_dangling
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.pruning.adapters.compiled import CompiledAdapter
 from edgeprune.pruning.attribution import circuit_mask, edge_scores, make_metric
 from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
 from edgeprune.pruning.train import PruneData
 from tests.pruning_helpers import random_model
-from edgeprune.core.dangling import prune_dangling
 
 torch.set_num_threads(1)
 
@@ -35,7 +35,9 @@ def _metric_at(ad, data, ablation, metric, mask):
     return float(fn(out, torch.arange(len(data)))) / len(data)
 
 
-@pytest.mark.parametrize("categorical,ablation", [(True, "zero"), (True, "interchange"), (False, "zero"), (False, "interchange")])
+@pytest.mark.parametrize(
+    "categorical,ablation", [(True, "zero"), (True, "interchange"), (False, "zero"), (False, "interchange")]
+)
 def test_eap_equals_finite_difference_of_each_edge(categorical, ablation):
     ad, data = _setup(categorical)
     s = edge_scores(ad, data, "eap", ablation, "answer")
@@ -47,7 +49,9 @@ def test_eap_equals_finite_difference_of_each_edge(categorical, ablation):
         up, down = full.clone(), full.clone()
         up[g.writer_index[w], g.reader_index[r]] += h
         down[g.writer_index[w], g.reader_index[r]] -= h
-        fd.append((_metric_at(ad, data, ablation, "answer", up) - _metric_at(ad, data, ablation, "answer", down)) / (2 * h))
+        fd.append(
+            (_metric_at(ad, data, ablation, "answer", up) - _metric_at(ad, data, ablation, "answer", down)) / (2 * h)
+        )
     fd = torch.tensor(fd, dtype=torch.float64)
     assert fd.abs().max() > 1e-2  # the model is not flat: the comparison means something
     torch.testing.assert_close(s.scores, fd, rtol=1e-3, atol=1e-5)
@@ -57,8 +61,9 @@ def test_eap_ig_sums_to_the_metric_change_and_one_step_is_eap():
     ad, data = _setup(True, seed=1)
     ig = edge_scores(ad, data, "eap-ig", "interchange", "kl", steps=64)
     g = ad.graph
-    change = _metric_at(ad, data, "interchange", "kl", g.allowed_mask().double()) - \
-        _metric_at(ad, data, "interchange", "kl", torch.zeros_like(g.allowed_mask()).double())
+    change = _metric_at(ad, data, "interchange", "kl", g.allowed_mask().double()) - _metric_at(
+        ad, data, "interchange", "kl", torch.zeros_like(g.allowed_mask()).double()
+    )
     assert abs(change) > 1e-2
     assert float(ig.scores.sum()) == pytest.approx(change, rel=0.05)
     one = edge_scores(ad, data, "eap-ig", "zero", "answer", steps=1)
@@ -77,7 +82,8 @@ def test_cuts_rank_by_absolute_score_and_drop_dangling_edges():
     assert set(s.at_sparsity(0.0).edges) == prune_dangling(ad.graph.edges)
     biggest = float(s.scores.abs().max())
     assert set(s.above(0.5, relative=True).edges) == prune_dangling(
-        [e for e, v in zip(ad.graph.edges, s.scores.tolist()) if abs(v) > 0.5 * biggest])
+        [e for e, v in zip(ad.graph.edges, s.scores.tolist()) if abs(v) > 0.5 * biggest]
+    )
     ranked = s.ranked()
     assert [abs(v) for _, v in ranked] == sorted((abs(v) for _, v in ranked), reverse=True)
 

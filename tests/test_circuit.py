@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from edgeprune.core.graph import ComputationalGraph
 from edgeprune.core.circuit import Circuit
 from edgeprune.core.dangling import prune_dangling
+from edgeprune.core.graph import ComputationalGraph
 
 
 @st.composite

@@ -39,8 +39,25 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ioi_run(model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp-lm")
-    rc = main(["compare-methods", "--model", str(model_dir), "--task", "ioi", "--examples", EXAMPLES, "--steps", "5",
-               "--target-sparsity", "0.8", "--batch-size", "8", "--out", str(out)])
+    rc = main(
+        [
+            "compare-methods",
+            "--model",
+            str(model_dir),
+            "--task",
+            "ioi",
+            "--examples",
+            EXAMPLES,
+            "--steps",
+            "5",
+            "--target-sparsity",
+            "0.8",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
     return rc, out
 
 
@@ -67,7 +84,9 @@ def test_one_row_per_method_at_the_target_sparsity(ioi_run):
 def test_table_names_the_task_metric(ioi_run):
     _, out = ioi_run
     md = (out / "table.md").read_text()
-    assert md.startswith("| program | method | setting | edges | sparsity | KL (interchange) | agreement | logit_diff |")
+    assert md.startswith(
+        "| program | method | setting | edges | sparsity | KL (interchange) | agreement | logit_diff |"
+    )
     assert "| exact |" not in md and "exact recoveries" not in md
     assert "circuits scored on the test split (4 examples)" in md and "HAP vs EP" in md
     with (out / "table.csv").open() as f:
@@ -81,8 +100,23 @@ def test_rows_match_edgeprune_evaluate_of_the_circuit_files(ioi_run, model_dir, 
     rows = {r["method"]: r for r in json.loads((out / "rows.json").read_text())}
     capsys.readouterr()
     for m in ("ep", "acdc"):
-        assert main(["evaluate", "--model", str(model_dir), "--task", "ioi", "--examples", EXAMPLES,
-                     "--circuit", str(out / "circuits" / f"{m}.json"), "--json"]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--model",
+                    str(model_dir),
+                    "--task",
+                    "ioi",
+                    "--examples",
+                    EXAMPLES,
+                    "--circuit",
+                    str(out / "circuits" / f"{m}.json"),
+                    "--json",
+                ]
+            )
+            == 0
+        )
         doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert doc["edges"] == rows[m]["edges"]
         assert doc["circuit"]["kl"] == pytest.approx(rows[m]["kl"], rel=1e-4, abs=1e-6)
@@ -101,8 +135,27 @@ def test_hap_stays_inside_its_subset(model_dir, keep):
 
 
 def test_greater_than_reports_probability_difference(model_dir, tmp_path):
-    assert main(["compare-methods", "--model", str(model_dir), "--task", "gt", "--examples", EXAMPLES,
-                 "--methods", "eap,acdc", "--target-sparsity", "0.9", "--no-plot", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "compare-methods",
+                "--model",
+                str(model_dir),
+                "--task",
+                "gt",
+                "--examples",
+                EXAMPLES,
+                "--methods",
+                "eap,acdc",
+                "--target-sparsity",
+                "0.9",
+                "--no-plot",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [r["method"] for r in rows] == ["eap", "acdc"]
     assert all(r["metric_name"] == "prob_diff" and r["agreement"] is None and math.isfinite(r["kl"]) for r in rows)

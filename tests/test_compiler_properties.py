@@ -98,9 +98,15 @@ def _ground_truth_available() -> bool:
     return True
 
 
-@pytest.mark.skipif(not _ground_truth_available(), reason="edgeprune.compiled.ground_truth / edgeprune.verify.checker not available")
+@pytest.mark.skipif(
+    not _ground_truth_available(), reason="edgeprune.compiled.ground_truth / edgeprune.verify.checker not available"
+)
 @settings(max_examples=max(5, _EXAMPLES // 2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(item=programs(mean_comparisons=_NONTRIVIAL, clean_keys=True), xs=inputs, ablation=st.sampled_from(["zero", "interchange"]))
+@given(
+    item=programs(mean_comparisons=_NONTRIVIAL, clean_keys=True),
+    xs=inputs,
+    ablation=st.sampled_from(["zero", "interchange"]),
+)
 def test_ground_truth_is_sufficient(item: Item, xs: list[list[int]], ablation: str):
     """With every edge outside the ground truth ablated, the model's outputs do not change."""
     from edgeprune.compiled.ground_truth import ground_truth
@@ -116,7 +122,9 @@ def test_ground_truth_is_sufficient(item: Item, xs: list[list[int]], ablation: s
     assert report.sufficient, report.summary()
 
 
-@pytest.mark.skipif(not _ground_truth_available(), reason="edgeprune.compiled.ground_truth / edgeprune.verify.checker not available")
+@pytest.mark.skipif(
+    not _ground_truth_available(), reason="edgeprune.compiled.ground_truth / edgeprune.verify.checker not available"
+)
 def test_ground_truth_numerical_mean_over_true_selector():
     comparison = rasp.Comparison.TRUE
     from edgeprune.compiled.ground_truth import ground_truth
@@ -135,14 +143,17 @@ def test_ground_truth_numerical_mean_over_true_selector():
     assert report.ok, report.summary()
 
 
-@pytest.mark.skipif(not _ground_truth_available(), reason="edgeprune.compiled.ground_truth / edgeprune.verify.checker not available")
+@pytest.mark.skipif(
+    not _ground_truth_available(), reason="edgeprune.compiled.ground_truth / edgeprune.verify.checker not available"
+)
 def test_ground_truth_categorical_aggregate_used_as_keys():
     from edgeprune.compiled.ground_truth import ground_truth
     from edgeprune.verify.checker import check_ground_truth
     from edgeprune.verify.verdict import checked_ground_truth
 
-    moved = rasp.Aggregate(rasp.Select(rasp.indices, rasp.Map(lambda i: max(i, 0), rasp.indices),
-                                       rasp.Comparison.EQ), rasp.tokens)
+    moved = rasp.Aggregate(
+        rasp.Select(rasp.indices, rasp.Map(lambda i: max(i, 0), rasp.indices), rasp.Comparison.EQ), rasp.tokens
+    )
     prog = rasp.SelectorWidth(rasp.Select(moved, rasp.tokens, rasp.Comparison.EQ))
     model = compile_program(prog, VOCAB, MAX_SEQ_LEN)
     assert model.run([[0], [0, 1], [1, 0, 0]]) == [rasp.evaluate(prog, x) for x in ([0], [0, 1], [1, 0, 0])]

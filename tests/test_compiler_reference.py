@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -46,9 +46,16 @@ def pair(request):
         pytest.skip(f"no builder for reference program {name}")
     ref_dir = Path(REFERENCE_DIR) / name
     ref_model, raw = load_reference_dir(ref_dir)
-    model = compile_program(_fresh(BUILDERS[name]), raw["vocab"], raw["max_seq_len"], name=name,
-                            compiler_bos=raw["compiler_bos"], compiler_pad=raw["compiler_pad"],
-                            causal=raw["causal"], mlp_exactness=raw["mlp_exactness"])
+    model = compile_program(
+        _fresh(BUILDERS[name]),
+        raw["vocab"],
+        raw["max_seq_len"],
+        name=name,
+        compiler_bos=raw["compiler_bos"],
+        compiler_pad=raw["compiler_pad"],
+        causal=raw["causal"],
+        mlp_exactness=raw["mlp_exactness"],
+    )
     samples = json.loads((ref_dir / "samples.json").read_text())["samples"]
     return name, model, ref_model, raw, samples
 
@@ -100,7 +107,7 @@ def test_same_weights(pair):
     for key, ref_param in ref.named_parameters():
         ours = getattr(model, key)
         assert ours.shape == ref_param.shape, (name, key)
-        torch.testing.assert_close(ours, ref_param, atol=1e-5, rtol=1e-5, msg=lambda m: f"{name} {key}: {m}")
+        torch.testing.assert_close(ours, ref_param, atol=1e-5, rtol=1e-5, msg=lambda m, key=key: f"{name} {key}: {m}")
 
 
 def test_same_residual_stream_as_tracr(pair):
@@ -116,8 +123,19 @@ def test_same_residual_stream_as_tracr(pair):
         np.testing.assert_allclose(res, final[i, :n], atol=2e-4, rtol=1e-4, err_msg=f"{name} sample {i}")
 
 
-_NODE_FIELDS = ("expr_type", "encoding", "operands", "output_basis", "predicate", "keys", "queries", "selector",
-                "sop", "layer", "block_type")
+_NODE_FIELDS = (
+    "expr_type",
+    "encoding",
+    "operands",
+    "output_basis",
+    "predicate",
+    "keys",
+    "queries",
+    "selector",
+    "sop",
+    "layer",
+    "block_type",
+)
 
 
 def test_node_metadata_matches_reference(pair):

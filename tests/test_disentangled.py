@@ -11,17 +11,19 @@ from edgeprune.core.errors import EdgePruneError
 from edgeprune.pruning.adapters.compiled import CompiledAdapter
 from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
 from edgeprune.pruning.hard_concrete import MaskParameters
-from tests.pruning_helpers import random_model
 from edgeprune.verify.slow_forward import masked_forward
+from tests.pruning_helpers import random_model
 
 TOL = dict(atol=1e-4, rtol=1e-4)
 
-model_args = st.fixed_dictionaries({
-    "seed": st.integers(0, 10_000),
-    "n_layers": st.integers(1, 3),
-    "n_heads": st.integers(1, 3),
-    "layer_norm": st.booleans(),
-})
+model_args = st.fixed_dictionaries(
+    {
+        "seed": st.integers(0, 10_000),
+        "n_layers": st.integers(1, 3),
+        "n_heads": st.integers(1, 3),
+        "layer_norm": st.booleans(),
+    }
+)
 
 
 def _inputs(seed: int, batch: int = 3, length: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +62,10 @@ def test_all_masks_zero_reproduce_the_ablated_run(kw):
     # node masks at 0 act like edge masks at 0
     ones = ad.graph.allowed_mask()
     torch.testing.assert_close(
-        f(ids, ones, torch.zeros(len(ad.graph.writers)), ablated_states(ad, "interchange", ids, corr)), model(corr), **TOL)
+        f(ids, ones, torch.zeros(len(ad.graph.writers)), ablated_states(ad, "interchange", ids, corr)),
+        model(corr),
+        **TOL,
+    )
 
 
 @settings(max_examples=10, deadline=None)
@@ -149,8 +154,9 @@ def test_writer_buffers_are_freed_after_backward():
 
 
 @settings(max_examples=12, deadline=None)
-@given(model_args, st.integers(0, 10_000), st.sampled_from(["zero", "interchange"]), st.booleans(),
-       st.floats(0.02, 0.6))
+@given(
+    model_args, st.integers(0, 10_000), st.sampled_from(["zero", "interchange"]), st.booleans(), st.floats(0.02, 0.6)
+)
 def test_live_writer_forward_equals_dense_forward_on_a_subset(kw, mask_seed, ablation, per_example, keep):
     """HAP's forward skips writers no kept edge reads; with masks 0 off the subset it is the dense forward,
     in value and in every gradient (edge masks and node masks)."""

@@ -24,8 +24,21 @@ from edgeprune.pruning.distributed import batch_slicer  # noqa: E402
 from tests.hf_helpers import save_model, task_tokenizer, tiny_gpt2, tiny_llama  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-ARGS = ["--task", "ioi", "--examples", "8,2,4", "--steps", "5", "--batch-size", "8", "--per-example-masks",
-        "--target-sparsity", "0.9", "--no-progress", "--json"]
+ARGS = [
+    "--task",
+    "ioi",
+    "--examples",
+    "8,2,4",
+    "--steps",
+    "5",
+    "--batch-size",
+    "8",
+    "--per-example-masks",
+    "--target-sparsity",
+    "0.9",
+    "--no-progress",
+    "--json",
+]
 TOL = 1e-5
 
 
@@ -33,8 +46,10 @@ TOL = 1e-5
 def model_dirs(tmp_path_factory) -> dict[str, Path]:
     tok = task_tokenizer()
     root = tmp_path_factory.mktemp("dist")
-    return {"gpt2": save_model(tiny_gpt2(len(tok)), tok, root / "gpt2"),
-            "llama": save_model(tiny_llama(len(tok), heads=4, kv_heads=2), tok, root / "llama")}
+    return {
+        "gpt2": save_model(tiny_gpt2(len(tok)), tok, root / "gpt2"),
+        "llama": save_model(tiny_llama(len(tok), heads=4, kv_heads=2), tok, root / "llama"),
+    }
 
 
 def _masks(run: Path) -> dict[str, torch.Tensor]:
@@ -63,8 +78,9 @@ def test_fsdp_in_one_process_matches_plain_run(model, extra, model_dirs, tmp_pat
     """The FSDP wrapping (block units, root unit, tied GPT-2 embeddings) changes nothing numerically."""
     plain, sharded = tmp_path / "plain", tmp_path / "fsdp"
     assert main(["prune", "--model", str(model_dirs[model]), *ARGS, "--out", str(plain)]) == 0
-    assert main(["prune", "--model", str(model_dirs[model]), *ARGS, "--out", str(sharded), "--distributed",
-                 *extra]) == 0
+    assert (
+        main(["prune", "--model", str(model_dirs[model]), *ARGS, "--out", str(sharded), "--distributed", *extra]) == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert json.loads(lines[0])["circuit"] == pytest.approx(json.loads(lines[-1])["circuit"], rel=1e-4, abs=1e-5)
     _assert_same_masks(plain, sharded)
@@ -76,8 +92,20 @@ def test_two_processes_match_one(model_dirs, tmp_path, capsys):
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(["prune", "--model", str(model_dirs["llama"]), *ARGS, "--out", str(one)]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [shutil.which("torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "edgeprune.cli", "prune",
-           "--model", str(model_dirs["llama"]), *ARGS, "--out", str(two)]
+    cmd = [
+        shutil.which("torchrun"),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "edgeprune.cli",
+        "prune",
+        "--model",
+        str(model_dirs["llama"]),
+        *ARGS,
+        "--out",
+        str(two),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     reported = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

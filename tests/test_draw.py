@@ -6,12 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from edgeprune.core.errors import EdgePruneError
 from edgeprune.core.circuit import Circuit
+from edgeprune.core.errors import EdgePruneError
 from edgeprune.verify.draw import draw_circuit, layered_positions
 
-EDGES = [("tok", "a0.h0.q"), ("pos", "a0.h0.k"), ("a0.h0", "m0"), ("m0", "a1.h1.v"), ("a1.h1", "out"),
-         ("tok", "a1.g0.k")]
+EDGES = [
+    ("tok", "a0.h0.q"),
+    ("pos", "a0.h0.k"),
+    ("a0.h0", "m0"),
+    ("m0", "a1.h1.v"),
+    ("a1.h1", "out"),
+    ("tok", "a1.g0.k"),
+]
 
 
 def test_layers_stack_from_embeddings_to_out() -> None:

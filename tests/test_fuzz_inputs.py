@@ -34,7 +34,7 @@ def _mutate(data: bytes, draw) -> bytes:
         return data[: draw(st.integers(0, max(0, len(data) - 1)))]
     pos = draw(st.integers(0, len(data) - 1))
     if kind == "flip":
-        return data[:pos] + bytes([data[pos] ^ draw(st.integers(1, 255))]) + data[pos + 1:]
+        return data[:pos] + bytes([data[pos] ^ draw(st.integers(1, 255))]) + data[pos + 1 :]
     if kind == "non-utf8":
         return data[:pos] + b"\xff\xfe" + data[pos:]
     return data[:pos] + draw(st.binary(min_size=1, max_size=8)) + data[pos:]

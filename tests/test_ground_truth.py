@@ -6,17 +6,31 @@ import pytest
 
 from edgeprune.compiled.ground_truth import ground_truth
 from edgeprune.compiled.tracr_import import load_reference_dir
-from tests.conftest import REFERENCE_PROGRAMS
 from edgeprune.verify.checker import check_ground_truth
+from tests.conftest import REFERENCE_PROGRAMS
 
 # DESIGN.md section 3: ACDC's canonical circuits (zero ablation), in this project's names
 ACDC_REVERSE = {
-    ("tok", "a0.h0.v"), ("a0.h0", "m0"), ("tok", "m0"), ("m0", "m1"), ("tok", "m1"), ("pos", "m1"),
-    ("m1", "m2"), ("m2", "a3.h0.q"), ("pos", "a3.h0.k"), ("tok", "a3.h0.v"), ("a3.h0", "out"),
+    ("tok", "a0.h0.v"),
+    ("a0.h0", "m0"),
+    ("tok", "m0"),
+    ("m0", "m1"),
+    ("tok", "m1"),
+    ("pos", "m1"),
+    ("m1", "m2"),
+    ("m2", "a3.h0.q"),
+    ("pos", "a3.h0.k"),
+    ("tok", "a3.h0.v"),
+    ("a3.h0", "out"),
 }
 ACDC_XPROPORTION = {
-    ("tok", "m0"), ("m0", "a1.h0.v"), ("tok", "a1.h0.q"), ("pos", "a1.h0.q"),
-    ("tok", "a1.h0.k"), ("pos", "a1.h0.k"), ("a1.h0", "out"),
+    ("tok", "m0"),
+    ("m0", "a1.h0.v"),
+    ("tok", "a1.h0.q"),
+    ("pos", "a1.h0.q"),
+    ("tok", "a1.h0.k"),
+    ("pos", "a1.h0.k"),
+    ("a1.h0", "out"),
 }
 
 
@@ -39,7 +53,10 @@ def test_reverse_interchange_is_two_edges(models):
 
 def test_xproportion_interchange_is_three_edges(models):
     assert set(ground_truth(models["xproportion"], "interchange").edges) == {
-        ("tok", "m0"), ("m0", "a1.h0.v"), ("a1.h0", "out")}
+        ("tok", "m0"),
+        ("m0", "a1.h0.v"),
+        ("a1.h0", "out"),
+    }
 
 
 @pytest.mark.parametrize("ablation", ["zero", "interchange"])
@@ -83,18 +100,22 @@ def _prefix_mean_program(predicate, categorical_output: bool):
     from edgeprune.programs import rasp
 
     sel = rasp.Select(rasp.indices, rasp.indices, predicate)
-    frac = rasp.numerical(rasp.Aggregate(sel, rasp.numerical(rasp.Map(lambda t: 1 if t == "a" else 0, rasp.tokens)),
-                                         default=0))
+    frac = rasp.numerical(
+        rasp.Aggregate(sel, rasp.numerical(rasp.Map(lambda t: 1 if t == "a" else 0, rasp.tokens)), default=0)
+    )
     if categorical_output:
         return rasp.categorical(rasp.Map(lambda x: x > 0, frac))
     return frac
 
 
-@pytest.mark.parametrize("predicate_name,categorical,bos_edges", [
-    ("LEQ", True, False),  # selects itself at every query: the fallback only acts at BOS, which is not read
-    ("LEQ", False, True),  # numerical output: the BOS position is read
-    ("LT", True, True),  # the first query selects nothing: the fallback defines its output
-])
+@pytest.mark.parametrize(
+    "predicate_name,categorical,bos_edges",
+    [
+        ("LEQ", True, False),  # selects itself at every query: the fallback only acts at BOS, which is not read
+        ("LEQ", False, True),  # numerical output: the BOS position is read
+        ("LT", True, True),  # the first query selects nothing: the fallback defines its output
+    ],
+)
 def test_numerical_mean_bos_fallback_rule(predicate_name, categorical, bos_edges):
     from edgeprune.compiled.compiler import compile_program
     from edgeprune.programs import rasp

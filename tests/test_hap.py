@@ -15,8 +15,16 @@ from tests.pruning_helpers import random_model
 
 torch.set_num_threads(1)
 
-FAST = dict(steps=40, batch_size=16, lr=0.5, lambda_lr=0.05, edge_target=1.02, per_example_masks=True,
-            loss_scale=100.0, normalize_loss=True)
+FAST = dict(
+    steps=40,
+    batch_size=16,
+    lr=0.5,
+    lambda_lr=0.05,
+    edge_target=1.02,
+    per_example_masks=True,
+    loss_scale=100.0,
+    normalize_loss=True,
+)
 
 
 def _setup(seed: int = 0):

@@ -9,8 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeprune.core.graph import ComputationalGraph
-from edgeprune.pruning.hard_concrete import (DEFAULT, MaskParameters, deterministic_gates, expected_l0, prob_nonzero,
-                                   sample_gates, soft_mask)
+from edgeprune.pruning.hard_concrete import (
+    DEFAULT,
+    MaskParameters,
+    deterministic_gates,
+    expected_l0,
+    prob_nonzero,
+    sample_gates,
+    soft_mask,
+)
 
 
 @settings(max_examples=20, deadline=None)
@@ -39,7 +46,9 @@ def test_samples_lie_in_unit_interval_with_mass_at_ends(log_alphas, seed):
 def test_constants_follow_the_reference():
     assert DEFAULT.beta == 2 / 3 and DEFAULT.left == -0.1 and DEFAULT.right == 1.1 and DEFAULT.eps == 1e-6
     # P(z > 0) = sigmoid(log_alpha - beta * log(-l / r))
-    assert math.isclose(float(prob_nonzero(torch.tensor(0.0))), 1 / (1 + math.exp(-(2 / 3) * math.log(11))), rel_tol=1e-6)
+    assert math.isclose(
+        float(prob_nonzero(torch.tensor(0.0))), 1 / (1 + math.exp(-(2 / 3) * math.log(11))), rel_tol=1e-6
+    )
 
 
 def test_gradients_flow_through_samples():

@@ -17,11 +17,11 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from edgeprune.core.errors import EdgePruneError, ModelFileError  # noqa: E402
+from edgeprune.core.graph import ComputationalGraph  # noqa: E402
 from edgeprune.pruning.adapters.gpt2 import GPT2Adapter  # noqa: E402
 from edgeprune.pruning.adapters.hf_loading import adapter_for, load_hf_model  # noqa: E402
 from edgeprune.pruning.adapters.llama import LlamaAdapter  # noqa: E402
 from edgeprune.pruning.disentangled import DisentangledForward, ablated_states  # noqa: E402
-from edgeprune.core.graph import ComputationalGraph  # noqa: E402
 from edgeprune.verify.slow_adapter_forward import masked_forward_adapter  # noqa: E402
 
 torch.set_num_threads(1)
@@ -52,9 +52,20 @@ def gpt2_dir(tmp_path_factory) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64,
-                     bos_token_id=2, eos_token_id=2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                     initializer_range=0.3)
+    cfg = GPT2Config(
+        vocab_size=VOCAB,
+        n_positions=32,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        n_inner=64,
+        bos_token_id=2,
+        eos_token_id=2,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        initializer_range=0.3,
+    )
     model = GPT2LMHeadModel(cfg)
     # large weights (initializer_range 0.3) give peaked attention, so a wrong mask, scale or
     # position shows up far above the tolerance instead of hiding in near-uniform attention
@@ -71,10 +82,18 @@ def llama_dir(request, tmp_path_factory) -> Path:
 
     heads, kv = request.param
     torch.manual_seed(1)
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                      num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=64,
-                      attention_bias=(kv == heads), tie_word_embeddings=False,
-                      initializer_range=0.3)
+    cfg = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        max_position_embeddings=64,
+        attention_bias=(kv == heads),
+        tie_word_embeddings=False,
+        initializer_range=0.3,
+    )
     model = LlamaForCausalLM(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -203,8 +222,14 @@ def test_bfloat16_model_runs_with_float32_stream(llama_dir):
 def test_unsupported_architecture_is_named(tmp_path):
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    cfg = GPTNeoXConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=16)
+    cfg = GPTNeoXConfig(
+        vocab_size=VOCAB,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+    )
     path = _save(GPTNeoXForCausalLM(cfg), tmp_path / "neox")
     model, _ = load_hf_model(path)
     with pytest.raises(EdgePruneError, match="GPTNeoXForCausalLM.*GPT2LMHeadModel.*LlamaForCausalLM"):

@@ -37,8 +37,9 @@ ad = CompiledAdapter(model)
 def _setup():
     model = random_model(0)
     data = build_data(model, INPUTS, shuffle_corruption(INPUTS), seed=0)
-    config = PruneConfig(steps=30, batch_size=4, seed=0, checkpoint_every=5, log_every=5, ablation="interchange",
-                         per_example_masks=True)
+    config = PruneConfig(
+        steps=30, batch_size=4, seed=0, checkpoint_every=5, log_every=5, ablation="interchange", per_example_masks=True
+    )
     return CompiledAdapter(model), data, config
 
 

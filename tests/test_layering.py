@@ -103,7 +103,9 @@ def upward_imports() -> list[str]:
         own = layer_of(module)
         for line, target in imported_names(module, path):
             if layer_of(target) > own:
-                problems.append(f"{path.relative_to(ROOT)}:{line}: {module} ({LAYERS[own]}) imports {target} ({LAYERS[layer_of(target)]})")
+                problems.append(
+                    f"{path.relative_to(ROOT)}:{line}: {module} ({LAYERS[own]}) imports {target} ({LAYERS[layer_of(target)]})"
+                )
     return problems
 
 
@@ -128,11 +130,13 @@ def test_the_checker_would_catch_an_upward_import(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("package", ["programs", "compiled", "pruning", "verify"])
 def test_no_module_imports_the_old_top_level_names(package):
-    for module, path in project_modules_cached().items():
+    for path in project_modules_cached().values():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and not node.level and node.module:
-                assert node.module.split(".")[0] != package, f"{path}: import from top-level {package!r}; use edgeprune.{package}"
+                assert node.module.split(".")[0] != package, (
+                    f"{path}: import from top-level {package!r}; use edgeprune.{package}"
+                )
             if isinstance(node, ast.Import):
                 for a in node.names:
                     assert a.name.split(".")[0] != package, f"{path}: import {a.name}; use edgeprune.{package}"

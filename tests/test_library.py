@@ -10,13 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from edgeprune.compiled.resolve import compile_registered
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import REFERENCE_DIR, REFERENCE_PROGRAMS
-from tests.test_library_extra import EXTRA_COUNTS, HAND_WORKED_EXTRA  # programs/library_extra.py's programs
+from edgeprune.compiled.resolve import compile_registered
 from edgeprune.core.errors import EdgePruneError, InputError
 from edgeprune.programs import library as lib
 from edgeprune.programs import rasp
@@ -28,10 +25,25 @@ from edgeprune.programs.registry import (
     program_names,
     values_equal,
 )
+from tests.conftest import REFERENCE_DIR, REFERENCE_PROGRAMS
+from tests.test_library_extra import EXTRA_COUNTS, HAND_WORKED_EXTRA  # programs/library_extra.py's programs
 
 REQUIRED = [
-    "reverse", "xproportion", "length", "hist", "sort_unique", "sort", "sort_freq", "pair_balance",
-    "shuffle_dyck", "shuffle_dyck2", "count_less_freq", "detect_pattern", "shift_by", "nary_sequencemap", "count",
+    "reverse",
+    "xproportion",
+    "length",
+    "hist",
+    "sort_unique",
+    "sort",
+    "sort_freq",
+    "pair_balance",
+    "shuffle_dyck",
+    "shuffle_dyck2",
+    "count_less_freq",
+    "detect_pattern",
+    "shift_by",
+    "nary_sequencemap",
+    "count",
 ]
 SPECS = list_programs()
 SPEC_IDS = [s.name for s in SPECS]
@@ -100,7 +112,9 @@ HAND_WORKED: list[tuple[str, list[Any], list[Any]]] = [
 ]
 
 
-@pytest.mark.parametrize("name,tokens,expected", HAND_WORKED, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(HAND_WORKED)])
+@pytest.mark.parametrize(
+    "name,tokens,expected", HAND_WORKED, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(HAND_WORKED)]
+)
 def test_hand_worked_outputs(name: str, tokens: list, expected: list) -> None:
     spec = get_program(name)
     got = spec.evaluate(tokens)

@@ -134,8 +134,15 @@ _V3L5, _V4L5 = 3 + 9 + 27 + 81 + 243, 4 + 16 + 64 + 256 + 1024
 _V2L6, _V3L4, _V4L4 = 2 + 4 + 8 + 16 + 32 + 64, 3 + 9 + 27 + 81, 4 + 16 + 64 + 256
 EXTRA_COUNTS = {name: _V3L5 for name in EXTRA_NAMES}
 EXTRA_COUNTS.update(
-    balanced_prefix=_V2L6, detect_aba=_V2L6, palindrome=_V3L4, majority_token=_V3L4, double=_V3L4,
-    max_token=_V4L5, sort_desc=_V4L5, count_smaller=_V4L5, inc_mod4=_V4L4,
+    balanced_prefix=_V2L6,
+    detect_aba=_V2L6,
+    palindrome=_V3L4,
+    majority_token=_V3L4,
+    double=_V3L4,
+    max_token=_V4L5,
+    sort_desc=_V4L5,
+    count_smaller=_V4L5,
+    inc_mod4=_V4L4,
 )
 
 

@@ -16,8 +16,12 @@ from edgeprune.core.options import METHODS as METHOD_NAMES
 from edgeprune.usecases import methods as reg
 
 ROOT = Path(__file__).resolve().parent.parent
-USERS = ["edgeprune/commands/compare_methods.py", "edgeprune/usecases/compare_methods.py",
-         "edgeprune/usecases/comparison_report.py", "edgeprune/usecases/methods.py"]
+USERS = [
+    "edgeprune/commands/compare_methods.py",
+    "edgeprune/usecases/compare_methods.py",
+    "edgeprune/usecases/comparison_report.py",
+    "edgeprune/usecases/methods.py",
+]
 
 
 def test_one_entry_per_method_in_the_typed_order():
@@ -77,11 +81,26 @@ class FakeBench:
 def test_run_methods_goes_through_the_bench_and_keeps_rows_before_an_error():
     bench = FakeBench()
     rows = reg.run_methods(bench, ("acdc", "ep", "eap-ig", "hap"))
-    assert bench.calls == [("acdc", None), ("ep", None), ("ep", 0.5), ("ep", 0.9), ("eap-ig", None),
-                           ("hap", None), ("hap", 0.5), ("hap", 0.9)]
+    assert bench.calls == [
+        ("acdc", None),
+        ("ep", None),
+        ("ep", 0.5),
+        ("ep", 0.9),
+        ("eap-ig", None),
+        ("hap", None),
+        ("hap", 0.5),
+        ("hap", 0.9),
+    ]
     assert [(r.method, r.setting, r.error) for r in rows] == [
-        ("acdc", "", ""), ("ep", "None", ""), ("ep", "0.5", ""), ("ep", "", "no circuit at 0.9"),
-        ("eap-ig", "", ""), ("hap", "None", ""), ("hap", "0.5", ""), ("hap", "0.9", "")]
+        ("acdc", "", ""),
+        ("ep", "None", ""),
+        ("ep", "0.5", ""),
+        ("ep", "", "no circuit at 0.9"),
+        ("eap-ig", "", ""),
+        ("hap", "None", ""),
+        ("hap", "0.5", ""),
+        ("hap", "0.9", ""),
+    ]
 
 
 @pytest.fixture

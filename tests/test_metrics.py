@@ -12,9 +12,16 @@ from edgeprune.pruning import metrics as M
 from edgeprune.pruning.tasks.base import TaskBatch
 
 
-def _batch(n: int, t: int, positions: list[list[int]], labels: list[list[int]] | None = None,
-           targets: list[int] | None = None, distractors: list[int] | None = None,
-           class_ids: list[int] | None = None, yy: list[int] | None = None) -> TaskBatch:
+def _batch(
+    n: int,
+    t: int,
+    positions: list[list[int]],
+    labels: list[list[int]] | None = None,
+    targets: list[int] | None = None,
+    distractors: list[int] | None = None,
+    class_ids: list[int] | None = None,
+    yy: list[int] | None = None,
+) -> TaskBatch:
     loss = torch.zeros(n, t, dtype=torch.bool)
     lab = torch.full((n, t), -100, dtype=torch.long)
     for i, ps in enumerate(positions):
@@ -24,10 +31,15 @@ def _batch(n: int, t: int, positions: list[list[int]], labels: list[list[int]] |
                 lab[i, p] = labels[i][j]
     fill = lambda v: torch.tensor(v if v is not None else [-1] * n, dtype=torch.long)  # noqa: E731
     return TaskBatch(
-        clean_ids=torch.zeros(n, t, dtype=torch.long), corrupted_ids=torch.zeros(n, t, dtype=torch.long),
-        attention_mask=torch.ones(n, t, dtype=torch.bool), loss_mask=loss, labels=lab,
-        positions=torch.tensor([ps[0] for ps in positions]), target_ids=fill(targets),
-        distractor_ids=fill(distractors), class_labels=fill(yy),
+        clean_ids=torch.zeros(n, t, dtype=torch.long),
+        corrupted_ids=torch.zeros(n, t, dtype=torch.long),
+        attention_mask=torch.ones(n, t, dtype=torch.bool),
+        loss_mask=loss,
+        labels=lab,
+        positions=torch.tensor([ps[0] for ps in positions]),
+        target_ids=fill(targets),
+        distractor_ids=fill(distractors),
+        class_labels=fill(yy),
         class_ids=None if class_ids is None else torch.tensor(class_ids),
     )
 

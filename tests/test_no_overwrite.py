@@ -13,8 +13,11 @@ REFERENCE = Path(__file__).resolve().parent / "data" / "tracr-reference"
 
 
 def _digest(path: Path) -> dict[str, str]:
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_compile_refuses_an_existing_model_dir(tmp_path, capsys):
@@ -69,8 +72,25 @@ def test_prune_out_refuses_a_finished_run(tmp_path, capsys):
     tok = task_tokenizer()
     model = save_model(tiny_gpt2(len(tok)), tok, tmp_path / "gpt2")
     out = tmp_path / "run"
-    args = ["prune", "--model", str(model), "--task", "ioi", "--examples", "12,4,6", "--steps", "4",
-            "--batch-size", "6", "--target-sparsity", "0.5", "--out", str(out), "--no-progress", "--json"]
+    args = [
+        "prune",
+        "--model",
+        str(model),
+        "--task",
+        "ioi",
+        "--examples",
+        "12,4,6",
+        "--steps",
+        "4",
+        "--batch-size",
+        "6",
+        "--target-sparsity",
+        "0.5",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--json",
+    ]
     assert main(args) == 0
     before = _digest(out)
     capsys.readouterr()

@@ -10,12 +10,15 @@ from edgeprune.core import options
 from edgeprune.core.errors import EdgePruneError
 
 
-@pytest.mark.parametrize(("alias", "values", "check"), [
-    (options.Ablation, options.ABLATIONS, options.check_ablation),
-    (options.Method, options.METHODS, options.check_method),
-    (options.Cut, options.CUTS, options.check_cut),
-    (options.Loss, options.LOSSES, options.check_loss),
-])
+@pytest.mark.parametrize(
+    ("alias", "values", "check"),
+    [
+        (options.Ablation, options.ABLATIONS, options.check_ablation),
+        (options.Method, options.METHODS, options.check_method),
+        (options.Cut, options.CUTS, options.check_cut),
+        (options.Loss, options.LOSSES, options.check_loss),
+    ],
+)
 def test_each_name_is_typed_listed_and_checked(alias, values, check):
     assert typing.get_args(alias) == values  # the Literal and the tuple cannot drift apart
     for v in values:

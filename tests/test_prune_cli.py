@@ -60,9 +60,28 @@ def _task_arg(task: str, jsonl_task: Path) -> str:
 
 
 def _prune(model_dir: Path, task: str, out: Path, sparsity: float, *extra: str) -> int:
-    return main(["prune", "--model", str(model_dir), "--task", task, "--examples", "12,4,6", "--steps", "12",
-                 "--batch-size", "6", "--target-sparsity", str(sparsity), "--out", str(out), "--no-progress",
-                 "--json", *extra])
+    return main(
+        [
+            "prune",
+            "--model",
+            str(model_dir),
+            "--task",
+            task,
+            "--examples",
+            "12,4,6",
+            "--steps",
+            "12",
+            "--batch-size",
+            "6",
+            "--target-sparsity",
+            str(sparsity),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--json",
+            *extra,
+        ]
+    )
 
 
 def _check_run(model_dir: Path, task: str, out: Path, sparsity: float, capsys) -> None:
@@ -82,8 +101,25 @@ def _check_run(model_dir: Path, task: str, out: Path, sparsity: float, capsys) -
     assert (out / "checkpoint.safetensors").is_file()
 
     # evaluate reads the circuit back and reproduces the metrics (other batch size: pooled, not averaged)
-    assert main(["evaluate", "--model", str(model_dir), "--task", task, "--examples", "12,4,6",
-                 "--circuit", str(out / "circuit.json"), "--batch-size", "4", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model_dir),
+                "--task",
+                task,
+                "--examples",
+                "12,4,6",
+                "--circuit",
+                str(out / "circuit.json"),
+                "--batch-size",
+                "4",
+                "--json",
+            ]
+        )
+        == 0
+    )
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for name, value in metrics["circuit"].items():
         assert again["circuit"][name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
@@ -103,9 +139,9 @@ def test_prune_evaluate_draw_every_task(model, task, model_dirs, jsonl_task, tmp
 
 def test_sparsity_reached_exactly_across_targets(model_dirs, tmp_path, capsys):
     """The cut ranks gates, so even after few steps (gates still nearly tied) the count is exact."""
+    from edgeprune.core.graph import ComputationalGraph
     from edgeprune.pruning.hard_concrete import MaskParameters
     from edgeprune.pruning.language_models import cut_at_sparsity
-    from edgeprune.core.graph import ComputationalGraph
 
     g = ComputationalGraph(2, 4)
     masks = MaskParameters(g, generator=torch.Generator().manual_seed(0))  # every gate at its init ~10
@@ -138,8 +174,15 @@ def test_interrupted_run_resumes_to_the_same_circuit(model_dirs, tmp_path, capsy
     cut = tmp_path / "cut"
     config = lm_config(0.9, steps=12, batch_size=6, checkpoint_every=4)
     with pytest.raises(KeyboardInterrupt):
-        prune_language_model(load_model(model_dirs["gpt2"]), "ioi-t1", config, cut, sizes=(12, 4, 6),
-                             progress=False, pruner_hook=interrupt_after_6)
+        prune_language_model(
+            load_model(model_dirs["gpt2"]),
+            "ioi-t1",
+            config,
+            cut,
+            sizes=(12, 4, 6),
+            progress=False,
+            pruner_hook=interrupt_after_6,
+        )
     assert json.loads((cut / "checkpoint.json").read_text())["step"] == 6
     assert not (cut / "circuit.json").exists()
     assert _prune(model_dirs["gpt2"], "ioi-t1", cut, 0.9, "--checkpoint-every", "4", "--resume") == 0
@@ -158,24 +201,68 @@ def test_circuit_from_another_model_is_refused(model_dirs, tmp_path, capsys):
     assert _prune(model_dirs["gpt2"], "ioi-t1", out, 0.9) == 0
     capsys.readouterr()
     # another architecture: the edges do not fit its graph
-    assert main(["evaluate", "--model", str(model_dirs["llama"]), "--task", "ioi-t1", "--examples", "4",
-                 "--circuit", str(out / "circuit.json")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model_dirs["llama"]),
+                "--task",
+                "ioi-t1",
+                "--examples",
+                "4",
+                "--circuit",
+                str(out / "circuit.json"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "another model" in err and "evaluate it with the model it was pruned on" in err
     # same architecture and graph, other weights
     tok = task_tokenizer()
     other = save_model(tiny_gpt2(len(tok), seed=7), tok, tmp_path / "other")
-    assert main(["evaluate", "--model", str(other), "--task", "ioi-t1", "--examples", "4",
-                 "--circuit", str(out / "circuit.json")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(other),
+                "--task",
+                "ioi-t1",
+                "--examples",
+                "4",
+                "--circuit",
+                str(out / "circuit.json"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "weights differ" in err and "--allow-other-model" in err
-    assert main(["evaluate", "--model", str(other), "--task", "ioi-t1", "--examples", "4",
-                 "--circuit", str(out / "circuit.json"), "--allow-other-model", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(other),
+                "--task",
+                "ioi-t1",
+                "--examples",
+                "4",
+                "--circuit",
+                str(out / "circuit.json"),
+                "--allow-other-model",
+                "--json",
+            ]
+        )
+        == 0
+    )
 
 
 def test_circuit_edges_outside_the_graph_are_refused(model_dirs, tmp_path):
-    from edgeprune.pruning.language_models import circuit_edge_mask, load_model
     from edgeprune.core.circuit import Circuit
+    from edgeprune.pruning.language_models import circuit_edge_mask, load_model
 
     loaded = load_model(model_dirs["gpt2"])
     deep = Circuit(edges=[("tok", "a5.h0.q")])  # layer 5 in a 2-layer model
@@ -203,8 +290,14 @@ def test_architecture_without_adapter_is_refused(tmp_path, capsys):
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     tok = task_tokenizer()
-    cfg = GPTNeoXConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64)
+    cfg = GPTNeoXConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
     path = save_model(GPTNeoXForCausalLM(cfg), tok, tmp_path / "neox")
     assert _prune(path, "ioi", tmp_path / "out", 0.9) == 2
     err = capsys.readouterr().err

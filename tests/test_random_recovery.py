@@ -24,9 +24,19 @@ from hypothesis import HealthCheck, Phase, given, settings
 from edgeprune.compiled.compiler import compile_program
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.programs import rasp
-from edgeprune.programs.random_programs import (MAX_SEQ_LEN, NONTRIVIAL_COMPARISONS, VOCAB, all_inputs, build, minimize,
-                                      programs, random_program, recipe_json, recipe_size,
-                                      shrink_candidates)
+from edgeprune.programs.random_programs import (
+    MAX_SEQ_LEN,
+    NONTRIVIAL_COMPARISONS,
+    VOCAB,
+    all_inputs,
+    build,
+    minimize,
+    programs,
+    random_program,
+    recipe_json,
+    recipe_size,
+    shrink_candidates,
+)
 
 CORPUS = Path(__file__).parent / "data" / "random_recovery_corpus.json"
 N_PROGRAMS = int(os.environ.get("EDGEPRUNE_RANDOM_PROGRAMS", "200"))
@@ -60,9 +70,13 @@ def _corpus_params() -> list:
     for i, entry in enumerate(load_corpus()["programs"]):
         marks = ()
         if entry.get("status") != "fixed":
-            marks = pytest.mark.xfail(strict=True, reason=(
-                f"open failure #{i} of the random-recovery corpus ({entry.get('note', 'not explained yet')}); "
-                "when it recovers exactly, set its status to \"fixed\" in tests/data/random_recovery_corpus.json"))
+            marks = pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    f"open failure #{i} of the random-recovery corpus ({entry.get('note', 'not explained yet')}); "
+                    'when it recovers exactly, set its status to "fixed" in tests/data/random_recovery_corpus.json'
+                ),
+            )
         params.append(pytest.param(entry, id=f"corpus{i}", marks=marks))
     return params
 
@@ -93,8 +107,14 @@ def generate_recipes(n: int) -> tuple[list[dict], dict[str, list[dict]]]:
     set_aside: dict[str, list[dict]] = {}
     seen: set[str] = set()
 
-    @settings(max_examples=6 * n, derandomize=True, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=6 * n,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(item=programs(**GENERATOR))
     def collect(item) -> None:
         key = recipe_json(item.recipe)
@@ -141,14 +161,16 @@ def test_random_programs_recover_exactly(capsys):
     for i, row in recover_many(jobs, JOBS):
         rows[i] = row
     errors = [(r, row) for r, row in zip(recipes, rows) if "error" in row]
-    assert not errors, (f"{len(errors)} of {len(recipes)} programs did not run (not a recovery result), e.g. "
-                        f"{errors[0][1]['error']}: {recipe_json(errors[0][0])}")
+    assert not errors, (
+        f"{len(errors)} of {len(recipes)} programs did not run (not a recovery result), e.g. "
+        f"{errors[0][1]['error']}: {recipe_json(errors[0][0])}"
+    )
     failed = [(r, row) for r, row in zip(recipes, rows) if not row.get("exact") or recipe_json(r) in bad_truth]
     n_exact = len(recipes) - len(failed)
     corpus = load_corpus()
     known = {recipe_json(e["recipe"]) for e in corpus["programs"]}
     lines = []
-    for recipe, row in [f for f in failed if recipe_json(f[0]) not in bad_truth][:N_MINIMISE]:
+    for recipe, _row in [f for f in failed if recipe_json(f[0]) not in bad_truth][:N_MINIMISE]:
         small = minimize(recipe, _fails)
         key = recipe_json(small)
         lines.append(f"  {recipe_json(recipe)}\n    -> minimal {key}")
@@ -157,16 +179,26 @@ def test_random_programs_recover_exactly(capsys):
         from edgeprune.usecases.recovery import recover_recipe
 
         res = recover_recipe(small, "zero", 0)
-        corpus["programs"].append({
-            "recipe": small, "ablation": "zero", "seed": 0, "status": "open",
-            "missing": [list(e) for e in res.comparison.missing], "extra": [list(e) for e in res.comparison.extra],
-            "ground_truth_check": ground_truth_report(small).summary(), "shrunk_from": recipe, "note": "",
-        })
+        corpus["programs"].append(
+            {
+                "recipe": small,
+                "ablation": "zero",
+                "seed": 0,
+                "status": "open",
+                "missing": [list(e) for e in res.comparison.missing],
+                "extra": [list(e) for e in res.comparison.extra],
+                "ground_truth_check": ground_truth_report(small).summary(),
+                "shrunk_from": recipe,
+                "note": "",
+            }
+        )
         known.add(key)
     if failed:
         save_corpus(corpus)
-    summary = (f"random-program recovery (zero ablation, seed 0): {n_exact}/{len(recipes)} exact "
-               f"({n_exact / len(recipes):.1%}); {len(failed)} failed, of which {len(bad_truth)} on the ground truth")
+    summary = (
+        f"random-program recovery (zero ablation, seed 0): {n_exact}/{len(recipes)} exact "
+        f"({n_exact / len(recipes):.1%}); {len(failed)} failed, of which {len(bad_truth)} on the ground truth"
+    )
     with capsys.disabled():
         print("\n" + summary)
         for reason, bad in sorted(truth_failures.items()):
@@ -250,24 +282,33 @@ def test_recipes_rebuild_the_same_program():
             assert rasp.evaluate(again.sop, x) == rasp.evaluate(item.sop, x)
 
 
-@pytest.mark.parametrize("recipe,message", [
-    ({"steps": [{"op": "nope"}]}, "unknown op"),
-    ({"steps": [{"op": "cat_map", "a": 5, "f": "lt", "c": 1}]}, "must index an earlier SOp"),
-    ({"steps": [{"op": "cat_to_num", "a": 0, "f": "ge", "c": 1}, {"op": "cat_map", "a": 2, "f": "lt"}]},
-     "must be categorical"),
-    ({"steps": "x"}, "'steps' list"),
-])
+@pytest.mark.parametrize(
+    "recipe,message",
+    [
+        ({"steps": [{"op": "nope"}]}, "unknown op"),
+        ({"steps": [{"op": "cat_map", "a": 5, "f": "lt", "c": 1}]}, "must index an earlier SOp"),
+        (
+            {"steps": [{"op": "cat_to_num", "a": 0, "f": "ge", "c": 1}, {"op": "cat_map", "a": 2, "f": "lt"}]},
+            "must be categorical",
+        ),
+        ({"steps": "x"}, "'steps' list"),
+    ],
+)
 def test_bad_recipes_are_clear_errors(recipe, message):
     with pytest.raises(EdgePruneError, match=message):
         build(recipe)
 
 
 def test_shrinking_finds_the_minimal_failing_program():
-    recipe = {"vocab": VOCAB, "max_seq_len": MAX_SEQ_LEN, "steps": [
-        {"op": "cat_map", "a": 0, "f": "add_mod", "c": 1},
-        {"op": "selector_width", "k": 2, "q": 1, "cmp": "LT", "numerical": False},
-        {"op": "cat_map", "a": 3, "f": "min", "c": 2},
-    ]}
+    recipe = {
+        "vocab": VOCAB,
+        "max_seq_len": MAX_SEQ_LEN,
+        "steps": [
+            {"op": "cat_map", "a": 0, "f": "add_mod", "c": 1},
+            {"op": "selector_width", "k": 2, "q": 1, "cmp": "LT", "numerical": False},
+            {"op": "cat_map", "a": 3, "f": "min", "c": 2},
+        ],
+    }
     for cand in shrink_candidates(recipe):
         build(cand)
         assert recipe_size(cand) < recipe_size(recipe)

@@ -87,8 +87,9 @@ def test_numerical_mean_aggregate_like_tracr():
     assert out[0] is True
     assert out[1:] == [pytest.approx(1 / 2), pytest.approx(2 / 3), pytest.approx(3 / 4)]
     with pytest.raises(ValueError):  # averaging strings is undefined
-        rasp.evaluate(rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE), rasp.tokens),
-                      list("ab"))
+        rasp.evaluate(
+            rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE), rasp.tokens), list("ab")
+        )
 
 
 def test_none_propagates_through_maps():
@@ -103,8 +104,9 @@ def test_selector_combinators_fold_into_one_select():
     b = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.GEQ)
     both = a & b
     assert isinstance(both, rasp.Select)
-    assert rasp.evaluate(both, [1, 2, 1]) == rasp.evaluate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ),
-                                                          [1, 2, 1])
+    assert rasp.evaluate(both, [1, 2, 1]) == rasp.evaluate(
+        rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ), [1, 2, 1]
+    )
     either = a | b
     assert isinstance(either, rasp.Select) and all(all(r) for r in rasp.evaluate(either, [1, 2, 3]))
     neg = ~a

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from edgeprune.compiled.resolve import compile_registered
-
 from edgeprune.cli import main
+from edgeprune.compiled.resolve import compile_registered
 from tests.conftest import REFERENCE_DIR
 
 
@@ -38,16 +37,17 @@ def test_interrupted_recovery_resumes_to_the_same_circuit(tmp_path):
 
     ref = recover(str(REFERENCE_DIR / "xproportion"), "zero", 1, steps=80)
     run = tmp_path / "run"
-    from edgeprune.usecases.recovery import prepare
-    from edgeprune.pruning.defaults import recovery_config
     from edgeprune.pruning.adapters.compiled import CompiledAdapter
+    from edgeprune.pruning.defaults import recovery_config
     from edgeprune.pruning.train import Pruner
+    from edgeprune.usecases.recovery import prepare
 
     model, spec, data = prepare(str(REFERENCE_DIR / "xproportion"), "zero", 1)
     config = recovery_config("xproportion", None, seed=1, steps=80, checkpoint_every=20)
     Pruner(CompiledAdapter(model), data, config).run(run, progress=False, stop_after=50)
-    resumed = recover(str(REFERENCE_DIR / "xproportion"), "zero", 1, steps=80, run_dir=run, resume=True,
-                      checkpoint_every=20)
+    resumed = recover(
+        str(REFERENCE_DIR / "xproportion"), "zero", 1, steps=80, run_dir=run, resume=True, checkpoint_every=20
+    )
     assert resumed.circuit == ref.circuit
 
 
@@ -90,8 +90,9 @@ def test_recover_model_matches_recover_on_a_registered_program():
 
     spec = get_program("length")
     by_name = recover("length", "zero", 0, steps=40)
-    in_memory = recover_model(compile_registered(spec.name), spec.enumerate_inputs(), "zero", 0, 40, name="length",
-                              pruning=spec.pruning)
+    in_memory = recover_model(
+        compile_registered(spec.name), spec.enumerate_inputs(), "zero", 0, 40, name="length", pruning=spec.pruning
+    )
     assert in_memory.circuit == by_name.circuit and in_memory.truth == by_name.truth
     assert in_memory.layers == by_name.layers == 1 and in_memory.graph_edges == by_name.graph_edges == 13
     assert in_memory.to_dict()["graph_edges"] == 13
@@ -112,8 +113,9 @@ def test_recover_programs_subset_json_in_registry_order(capsys):
 
 def test_recover_all_parallel_report(tmp_path, capsys):
     report = tmp_path / "report"
-    code = main(["recover", "--all", "--programs", "length,hist", "--jobs", "2", "--steps", "30",
-                 "--report", str(report)])
+    code = main(
+        ["recover", "--all", "--programs", "length,hist", "--jobs", "2", "--steps", "30", "--report", str(report)]
+    )
     out = capsys.readouterr().out
     assert out.index("\nlength ") < out.index("\nhist ")  # rows in registry order whatever finishes first
     results = json.loads((report / "results.json").read_text())
@@ -127,18 +129,25 @@ def test_recover_all_parallel_report(tmp_path, capsys):
         assert (cells[5] == "exact") == r["exact"]
         assert f"circuits/{r['program']}.png" in row and (report / "circuits" / f"{r['program']}.png").stat().st_size
         if not r["exact"]:  # the diff and the ground truth's picture beside the recovered one
-            assert cells[5].startswith(f"**{r['verdict']}**") and (report / "circuits" / f"{r['program']}.truth.png").is_file()
+            assert (
+                cells[5].startswith(f"**{r['verdict']}**")
+                and (report / "circuits" / f"{r['program']}.truth.png").is_file()
+            )
         assert sorted(map(tuple, r["truth"])) == sorted(
-            map(tuple, json.loads((report / "circuits" / f"{r['program']}.truth.json").read_text())["edges"]))
+            map(tuple, json.loads((report / "circuits" / f"{r['program']}.truth.json").read_text())["edges"])
+        )
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["recover", "--programs", "nope"], "unknown program 'nope'"),
-    (["recover", "--programs", " , "], "--programs is empty"),
-    (["recover", "--all", "--jobs", "0"], "--jobs must be at least 1"),
-    (["recover", "reverse", "--report", "x"], "add --all"),
-    (["recover", "reverse", "--programs", "sort"], "not both"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["recover", "--programs", "nope"], "unknown program 'nope'"),
+        (["recover", "--programs", " , "], "--programs is empty"),
+        (["recover", "--all", "--jobs", "0"], "--jobs must be at least 1"),
+        (["recover", "reverse", "--report", "x"], "add --all"),
+        (["recover", "reverse", "--programs", "sort"], "not both"),
+    ],
+)
 def test_recover_all_bad_flags(argv, message, capsys):
     assert main(argv) == 3
     assert message in capsys.readouterr().err

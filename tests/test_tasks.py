@@ -13,9 +13,8 @@ pytest.importorskip("transformers")
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from edgeprune.core.errors import EdgePruneError  # noqa: E402
-from edgeprune.pruning.tasks import TASK_NAMES, build_task, encode_examples  # noqa: E402
+from edgeprune.pruning.tasks import TASK_NAMES, build_task, encode_examples, greater_than, vocab  # noqa: E402  # noqa: E402
 from edgeprune.pruning.tasks import boolean_expressions as be  # noqa: E402
-from edgeprune.pruning.tasks import gendered_pronoun, greater_than, ioi, vocab  # noqa: E402
 from edgeprune.pruning.tasks.base import TaskExample  # noqa: E402
 from tests.hf_helpers import bpe_tokenizer, task_tokenizer  # noqa: E402
 
@@ -91,7 +90,7 @@ def test_ioi_structure(word_tok) -> None:
         assert len(names) == 3 and len(set(names)) == 3  # ABC corruption
         templates_seen.add(len(words))
         order_baba = words.index(s) < words.index(io)
-        templates_seen.add(("BABA" if order_baba else "ABBA"))
+        templates_seen.add("BABA" if order_baba else "ABBA")
     assert {"BABA", "ABBA"} <= templates_seen
     t1 = build_task("ioi-t1", word_tok, n=10, seed=1)
     assert all(e.clean_prompt.startswith("Friends ") and e.clean_prompt.endswith(" gave it to") for e in t1.test)
@@ -130,18 +129,21 @@ def test_gendered_pronoun(word_tok) -> None:
 # boolean expressions
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("True and False", False),
-    ("not True or True", True),
-    ("not (True or True)", False),
-    ("((not not True) and False) or True", True),  # the paper's Appendix E instance
-    ("(True and False) or (False and True)", False),
-    ("(True or (not True)) and False", False),
-    ("(not (True and False)) or (False and True)", True),
-    ("True or False and False", True),  # and binds tighter than or
-    ("not False and not not False", False),
-    ("(False or (True and (not False))) and not (False or False)", True),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("True and False", False),
+        ("not True or True", True),
+        ("not (True or True)", False),
+        ("((not not True) and False) or True", True),  # the paper's Appendix E instance
+        ("(True and False) or (False and True)", False),
+        ("(True or (not True)) and False", False),
+        ("(not (True and False)) or (False and True)", True),
+        ("True or False and False", True),  # and binds tighter than or
+        ("not False and not not False", False),
+        ("(False or (True and (not False))) and not (False or False)", True),
+    ],
+)
 def test_boolean_evaluates_hand_worked(text: str, expected: bool) -> None:
     assert be.evaluate(text) is expected
 
@@ -192,12 +194,22 @@ def _write(tmp_path: Path, rows: list, name: str = "task.jsonl") -> Path:
 
 
 def test_custom_jsonl(tmp_path: Path, bpe_tok) -> None:
-    path = _write(tmp_path, [
-        {"clean": "1 + 2 = <predict>3</predict>", "corrupted": "1 + 5 = <predict>6</predict>"},
-        {"clean": "2 + 2 = <predict>4</predict>", "corrupted": "5 + 1 = <predict>6</predict>", "split": "validation"},
-        {"clean": "The cat sat on the<predict> mat</predict>", "corrupted": "The dog sat on the<predict> mat</predict>",
-         "split": "test"},
-    ])
+    path = _write(
+        tmp_path,
+        [
+            {"clean": "1 + 2 = <predict>3</predict>", "corrupted": "1 + 5 = <predict>6</predict>"},
+            {
+                "clean": "2 + 2 = <predict>4</predict>",
+                "corrupted": "5 + 1 = <predict>6</predict>",
+                "split": "validation",
+            },
+            {
+                "clean": "The cat sat on the<predict> mat</predict>",
+                "corrupted": "The dog sat on the<predict> mat</predict>",
+                "split": "test",
+            },
+        ],
+    )
     ds = build_task(str(path), bpe_tok)
     assert [len(ds.train), len(ds.validation), len(ds.test)] == [1, 1, 1]
     assert ds.train[0].clean_prompt == "1 + 2 = " and ds.train[0].clean_answer == "3"
@@ -231,16 +243,19 @@ def test_multi_token_answer_scores_all_positions(bpe_tok) -> None:
     assert int(b.target_ids[0]) == answer[0]
 
 
-@pytest.mark.parametrize("row, needle", [
-    ({"clean": "1 + 2 = 3", "corrupted": "1 + 5 = 6"}, "no <predict>"),
-    ({"clean": "1 + 2 = <predict>3", "corrupted": "1 + 5 = 6"}, "unclosed"),
-    ({"clean": "1 + 2 = <predict>3</predict> done", "corrupted": "1 + 5 = 6"}, "after </predict>"),
-    ({"clean": "<predict>1</predict> + <predict>2</predict>", "corrupted": "x"}, "2 <predict> spans"),
-    ({"clean": "1 + 2 = <predict></predict>", "corrupted": "1 + 5 = 6"}, "empty"),
-    ({"clean": "1 + 2 = <predict>3</predict>"}, "\"corrupted\""),
-    ({"clean": "1 + 2 = <predict>3</predict>", "corrupted": "1 = <predict>1</predict>", "split": "dev2"}, "split"),
-    ("{not json", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "row, needle",
+    [
+        ({"clean": "1 + 2 = 3", "corrupted": "1 + 5 = 6"}, "no <predict>"),
+        ({"clean": "1 + 2 = <predict>3", "corrupted": "1 + 5 = 6"}, "unclosed"),
+        ({"clean": "1 + 2 = <predict>3</predict> done", "corrupted": "1 + 5 = 6"}, "after </predict>"),
+        ({"clean": "<predict>1</predict> + <predict>2</predict>", "corrupted": "x"}, "2 <predict> spans"),
+        ({"clean": "1 + 2 = <predict></predict>", "corrupted": "1 + 5 = 6"}, "empty"),
+        ({"clean": "1 + 2 = <predict>3</predict>"}, '"corrupted"'),
+        ({"clean": "1 + 2 = <predict>3</predict>", "corrupted": "1 = <predict>1</predict>", "split": "dev2"}, "split"),
+        ("{not json", "not valid JSON"),
+    ],
+)
 def test_custom_jsonl_errors_name_the_line(tmp_path: Path, row, needle: str) -> None:
     good = {"clean": "1 + 2 = <predict>3</predict>", "corrupted": "1 + 5 = <predict>6</predict>"}
     path = _write(tmp_path, [good, row])
@@ -250,8 +265,15 @@ def test_custom_jsonl_errors_name_the_line(tmp_path: Path, row, needle: str) -> 
 
 
 def test_different_lengths_refused(tmp_path: Path, bpe_tok) -> None:
-    path = _write(tmp_path, [{"clean": "The cat sat on the<predict> mat</predict>",
-                              "corrupted": "The hippopotamus sat on the<predict> mat</predict>"}])
+    path = _write(
+        tmp_path,
+        [
+            {
+                "clean": "The cat sat on the<predict> mat</predict>",
+                "corrupted": "The hippopotamus sat on the<predict> mat</predict>",
+            }
+        ],
+    )
     ds = build_task(path, bpe_tok)
     with pytest.raises(EdgePruneError) as err:
         ds.batch("train")

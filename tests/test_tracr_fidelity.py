@@ -23,8 +23,18 @@ import torch
 
 pytestmark = [pytest.mark.tracr, pytest.mark.slow]  # ~49 Tracr compiles: minutes; CI runs -m slow
 
-RESIDUAL_AXIS = {"token_embed": 1, "pos_embed": 1, "W_Q": 2, "W_K": 2, "W_V": 2, "W_O": 3, "b_O": 1,
-                 "W_1": 1, "W_2": 2, "b_2": 1}
+RESIDUAL_AXIS = {
+    "token_embed": 1,
+    "pos_embed": 1,
+    "W_Q": 2,
+    "W_K": 2,
+    "W_V": 2,
+    "W_O": 3,
+    "b_O": 1,
+    "W_1": 1,
+    "W_2": 2,
+    "b_2": 1,
+}
 MAX_INPUTS = 2000
 SAMPLE = 300
 RESULTS: dict[str, list[str]] = {"compiled": [], "match": [], "refused_both": []}
@@ -53,7 +63,9 @@ def _cases():
     tc_src = _source("tracr.compiler.test_cases")
     our_lib = _ours("edgeprune_tracr_lib", lib_src, {})
     assert "from tracr.compiler import lib" in tc_src
-    our_tc = _ours("edgeprune_tracr_test_cases", tc_src.replace("from tracr.compiler import lib\n", ""), {"lib": our_lib})
+    our_tc = _ours(
+        "edgeprune_tracr_test_cases", tc_src.replace("from tracr.compiler import lib\n", ""), {"lib": our_lib}
+    )
     out = []
     for group, causal in (("TEST_CASES", False), ("CAUSAL_TEST_CASES", True), ("UNSUPPORTED_TEST_CASES", False)):
         theirs, ours = getattr(ttc, group), getattr(our_tc, group)
@@ -83,7 +95,8 @@ def _holds(got, expected):
     from edgeprune.programs.registry import values_equal
 
     return len(got) == len(expected) and all(
-        e is None or values_equal(g, e, tol=1e-5) for g, e in zip(got, expected))  # float32 weights
+        e is None or values_equal(g, e, tol=1e-5) for g, e in zip(got, expected)
+    )  # float32 weights
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -103,7 +116,9 @@ def test_tracr_and_own_compiler_agree(case):
     except CompileError:
         own = None
     # (4) refusals agree
-    assert (tr is None) == (own is None), f"{name}: Tracr {'refuses' if tr is None else 'compiles'}, own compiler does not"
+    assert (tr is None) == (own is None), (
+        f"{name}: Tracr {'refuses' if tr is None else 'compiles'}, own compiler does not"
+    )
     if tr is None:
         RESULTS["refused_both"].append(name)
         return
@@ -143,8 +158,10 @@ def test_zz_counts_printed():
     """Runs last in this module: every case is accounted for, and Tracr compiled most of them."""
     total = len(CASES)
     done = len(RESULTS["compiled"]) + len(RESULTS["refused_both"])
-    print(f"\nTracr fidelity: {len(RESULTS['compiled'])} of {total} test_cases.py cases compiled by Tracr, "
-          f"{len(RESULTS['match'])} match the converted and own-compiled models; "
-          f"{len(RESULTS['refused_both'])} refused by both")
+    print(
+        f"\nTracr fidelity: {len(RESULTS['compiled'])} of {total} test_cases.py cases compiled by Tracr, "
+        f"{len(RESULTS['match'])} match the converted and own-compiled models; "
+        f"{len(RESULTS['refused_both'])} refused by both"
+    )
     if done == total:
         assert len(RESULTS["match"]) == len(RESULTS["compiled"]) >= 40

@@ -83,6 +83,7 @@ def test_save_and_load_round_trip(tmp_path, reference_dir):
 
 # ----- bad input --------------------------------------------------------------
 
+
 def test_token_outside_vocab(reference_dir):
     model, _ = load_reference_dir(reference_dir / "reverse")
     with pytest.raises(InputError, match="not in the vocab"):

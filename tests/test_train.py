@@ -52,7 +52,8 @@ def test_checkpoint_from_another_model_is_refused(tmp_path):
         Pruner(CompiledAdapter(other), data, config).run(tmp_path, resume=True, progress=False)
     with pytest.raises(EdgePruneError, match="other settings"):
         Pruner(CompiledAdapter(model), data, PruneConfig(**{**config.to_dict(), "lr": 0.1})).run(
-            tmp_path, resume=True, progress=False)
+            tmp_path, resume=True, progress=False
+        )
 
 
 def test_resume_without_checkpoint_is_refused(tmp_path):
@@ -66,7 +67,9 @@ def test_nan_loss_raises_a_clear_error():
     with torch.no_grad():
         model.W_2[0, 0, 0] = float("nan")
     with pytest.raises(EdgePruneError, match="became nan"):
-        Pruner(CompiledAdapter(model), data, PruneConfig(**{**config.to_dict(), "normalize_loss": False})).run(progress=False)
+        Pruner(CompiledAdapter(model), data, PruneConfig(**{**config.to_dict(), "normalize_loss": False})).run(
+            progress=False
+        )
 
 
 def test_corruption_of_different_length_is_refused():

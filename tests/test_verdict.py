@@ -44,8 +44,7 @@ def test_causal_mask_makes_the_bos_fallback_unneeded():
 
 def _true_mean_program():
     bools = rasp.numerical(rasp.Map(lambda x: int(x == 0), rasp.tokens))
-    return rasp.numerical(rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE), bools,
-                                         default=0))
+    return rasp.numerical(rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE), bools, default=0))
 
 
 def test_derived_ground_truth_where_the_static_rule_fails():
@@ -55,7 +54,8 @@ def test_derived_ground_truth_where_the_static_rule_fails():
     derived = checked_ground_truth(model, "zero")
     assert derived.meta["rule"] == "derived" and derived.meta["added"]
     assert set(derived.edges) == (set(static.edges) | {tuple(e) for e in derived.meta["added"]}) - {
-        tuple(e) for e in derived.meta["dropped"]}
+        tuple(e) for e in derived.meta["dropped"]
+    }
     assert check_ground_truth(model, derived, "zero").ok
 
 
@@ -76,8 +76,11 @@ def test_verdicts_of_edited_circuits():
         assert v.verdict == "unfaithful" and v.counterexamples and not v.sufficient
     # an edge from an embedding to a reader of the truth that shares no direction with it carries nothing
     readers = {r for _, r in truth.edges}
-    idle = sorted(e for e in ComputationalGraph(model.config.n_layers, model.config.n_heads).edges
-                  if e[0] in ("tok", "pos") and e[1] in readers and e not in weight_supported_edges(model))
+    idle = sorted(
+        e
+        for e in ComputationalGraph(model.config.n_layers, model.config.n_heads).edges
+        if e[0] in ("tok", "pos") and e[1] in readers and e not in weight_supported_edges(model)
+    )
     assert idle
     bigger = Circuit(truth.edges + [idle[0]])
     v = judge(model, bigger, truth, oracle=oracle)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -24,8 +25,9 @@ from edgeprune.verify.slow_forward import masked_forward
 MAX_INPUTS = 4000
 
 
-def enumerate_inputs(vocab: Sequence[Any], max_seq_len: int, constraint: str | None = None,
-                     limit: int = MAX_INPUTS, seed: int = 0) -> list[list[Any]]:
+def enumerate_inputs(
+    vocab: Sequence[Any], max_seq_len: int, constraint: str | None = None, limit: int = MAX_INPUTS, seed: int = 0
+) -> list[list[Any]]:
     """All inputs of length 1..max_seq_len (distinct tokens when constrained); a seeded sample past ``limit``."""
     vocab = list(vocab)
     total = sum(len(vocab) ** n for n in range(1, max_seq_len + 1))
@@ -44,7 +46,11 @@ def enumerate_inputs(vocab: Sequence[Any], max_seq_len: int, constraint: str | N
     seen: set[tuple] = set()
     while len(out) < limit:
         n = rng.randint(1, max_seq_len)
-        seq = tuple(rng.choice(vocab) for _ in range(n)) if constraint != "distinct" else tuple(rng.sample(vocab, min(n, len(vocab))))
+        seq = (
+            tuple(rng.choice(vocab) for _ in range(n))
+            if constraint != "distinct"
+            else tuple(rng.sample(vocab, min(n, len(vocab))))
+        )
         if seq not in seen:
             seen.add(seq)
             out.append(list(seq))
@@ -56,7 +62,9 @@ def model_inputs(model: CompiledTransformer, limit: int = MAX_INPUTS) -> list[li
     return enumerate_inputs(meta.vocab, meta.max_seq_len, meta.extra.get("input_constraint"), limit)
 
 
-def interchange_pairs(inputs: Sequence[list[Any]], per_input: int = 3, seed: int = 0) -> list[tuple[list[Any], list[Any]]]:
+def interchange_pairs(
+    inputs: Sequence[list[Any]], per_input: int = 3, seed: int = 0
+) -> list[tuple[list[Any], list[Any]]]:
     """Clean/corrupted pairs of equal length drawn from ``inputs`` (seeded)."""
     rng = random.Random(seed)
     by_len: dict[int, list[list[Any]]] = {}
@@ -142,9 +150,14 @@ class Oracle:
     ground truth, so all three judge a circuit by the very same test.
     """
 
-    def __init__(self, model: CompiledTransformer, ablation: str = "zero",
-                 inputs: Sequence[list[Any]] | None = None,
-                 pairs: Sequence[tuple[list[Any], list[Any]]] | None = None, atol: float = 1e-3) -> None:
+    def __init__(
+        self,
+        model: CompiledTransformer,
+        ablation: str = "zero",
+        inputs: Sequence[list[Any]] | None = None,
+        pairs: Sequence[tuple[list[Any], list[Any]]] | None = None,
+        atol: float = 1e-3,
+    ) -> None:
         if pairs is None:
             inputs = list(inputs) if inputs is not None else model_inputs(model)
             pairs = interchange_pairs(inputs) if ablation == "interchange" else [(s, s) for s in inputs]
@@ -160,9 +173,15 @@ class Oracle:
         model, ablation = self.model, self.ablation
         bad: list[dict] = []
         for (group, clean, corr), ref in zip(self.groups, self.refs):
-            got = _readout(model, masked_forward(model, clean, kept, ablation, corr if ablation == "interchange" else None))
+            got = _readout(
+                model, masked_forward(model, clean, kept, ablation, corr if ablation == "interchange" else None)
+            )
             for i in torch.nonzero(_differs(model, ref, got, self.atol)).flatten().tolist():
-                bad.append({"input": group[i][0], "corrupted": group[i][1]} if ablation == "interchange" else {"input": group[i][0]})
+                bad.append(
+                    {"input": group[i][0], "corrupted": group[i][1]}
+                    if ablation == "interchange"
+                    else {"input": group[i][0]}
+                )
                 if len(bad) >= limit:
                     return bad
         return bad

@@ -36,8 +36,11 @@ class Comparison:
             mark = "-" if e in missing else "+" if e in extra else "="
             lines.append(f"{mark} {names.edge_str(e)}")
         if self.dangling_removed:
-            lines.append(f"({len(self.dangling_removed)} dangling recovered edge(s) ignored: "
-                         + ", ".join(names.edge_str(e) for e in self.dangling_removed) + ")")
+            lines.append(
+                f"({len(self.dangling_removed)} dangling recovered edge(s) ignored: "
+                + ", ".join(names.edge_str(e) for e in self.dangling_removed)
+                + ")"
+            )
         head = "exact match" if self.exact else f"{len(self.missing)} missing (-), {len(self.extra)} extra (+)"
         return "\n".join([head, *lines])
 

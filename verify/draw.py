@@ -11,16 +11,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeprune.core.errors import EdgePruneError
 from edgeprune.core import names
 from edgeprune.core.circuit import Circuit
+from edgeprune.core.errors import EdgePruneError
 
 FORMATS = (".png", ".svg")
 ROLE_COLOURS = {"q": "#1f77b4", "k": "#2ca02c", "v": "#d62728", "": "#555555", "several": "#9467bd"}
-ROLE_LABELS = {"q": "query input", "k": "key input", "v": "value input", "": "block input",
-               "several": "several inputs of one head"}
-KIND_COLOURS = {"tok": "#f2d16b", "pos": "#f2d16b", "out": "#b39ddb", "head": "#9ecae1", "group": "#c7e9c0",
-                "mlp": "#fdae6b"}
+ROLE_LABELS = {
+    "q": "query input",
+    "k": "key input",
+    "v": "value input",
+    "": "block input",
+    "several": "several inputs of one head",
+}
+KIND_COLOURS = {
+    "tok": "#f2d16b",
+    "pos": "#f2d16b",
+    "out": "#b39ddb",
+    "head": "#9ecae1",
+    "group": "#c7e9c0",
+    "mlp": "#fdae6b",
+}
 
 
 def _row(node: str) -> int:
@@ -82,14 +93,25 @@ def draw_circuit(circuit: Circuit | str | Path, path: str | Path, title: str | N
             ax.text(0.5, 0.5, "empty circuit (no edges)", ha="center", va="center", transform=ax.transAxes)
         else:
             colours = [KIND_COLOURS.get(names.parse_node(n)[0], "#dddddd") for n in nodes]
-            nx.draw_networkx_nodes(g, pos, nodelist=nodes, node_color=colours, node_size=700, edgecolors="#333333",
-                                   ax=ax)
+            nx.draw_networkx_nodes(
+                g, pos, nodelist=nodes, node_color=colours, node_size=700, edgecolors="#333333", ax=ax
+            )
             nx.draw_networkx_labels(g, pos, font_size=7, ax=ax)
             for role, colour in ROLE_COLOURS.items():
                 edges = [(w, r) for w, r, d in g.edges(data=True) if _edge_role(d["roles"]) == role]
                 if edges:
-                    nx.draw_networkx_edges(g, pos, edgelist=edges, edge_color=colour, arrows=True, arrowsize=10,
-                                           node_size=700, connectionstyle="arc3,rad=0.08", ax=ax, width=1.0)
+                    nx.draw_networkx_edges(
+                        g,
+                        pos,
+                        edgelist=edges,
+                        edge_color=colour,
+                        arrows=True,
+                        arrowsize=10,
+                        node_size=700,
+                        connectionstyle="arc3,rad=0.08",
+                        ax=ax,
+                        width=1.0,
+                    )
             used = {_edge_role(d["roles"]) for _, _, d in g.edges(data=True)}
             handles = [plt.Line2D([], [], color=c, label=ROLE_LABELS[r]) for r, c in ROLE_COLOURS.items() if r in used]
             ax.legend(handles=handles, loc="upper left", fontsize=7, frameon=False)

@@ -9,21 +9,25 @@ blocks are the adapter's own; the fast engine's mixing is tested against this.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
+from edgeprune.core import names
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.pruning.adapter import ModelAdapter
-from edgeprune.core import names
 
 ABLATIONS = ("zero", "interchange")
 
 
 @torch.no_grad()
-def _run(adapter: ModelAdapter, ids: torch.Tensor, kept: set[tuple[str, str]],
-         ablated: dict[str, torch.Tensor] | None, key_mask: torch.Tensor | None
-         ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def _run(
+    adapter: ModelAdapter,
+    ids: torch.Tensor,
+    kept: set[tuple[str, str]],
+    ablated: dict[str, torch.Tensor] | None,
+    key_mask: torch.Tensor | None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """(clean writer outputs by name, input of ``out``)."""
     g = adapter.graph
     clean: dict[str, torch.Tensor] = dict(zip(g.embeddings, adapter.embed(ids)))
@@ -50,9 +54,14 @@ def _run(adapter: ModelAdapter, ids: torch.Tensor, kept: set[tuple[str, str]],
 
 
 @torch.no_grad()
-def masked_forward_adapter(adapter: ModelAdapter, ids: torch.Tensor, edges: Iterable[tuple[str, str]],
-                           ablation: str = "zero", corrupted_ids: torch.Tensor | None = None,
-                           key_mask: torch.Tensor | None = None) -> torch.Tensor:
+def masked_forward_adapter(
+    adapter: ModelAdapter,
+    ids: torch.Tensor,
+    edges: Iterable[tuple[str, str]],
+    ablation: str = "zero",
+    corrupted_ids: torch.Tensor | None = None,
+    key_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Task output (``adapter.readout``) when only ``edges`` carry clean activations."""
     if ablation not in ABLATIONS:
         raise EdgePruneError(f"ablation must be one of {', '.join(ABLATIONS)}, got {ablation!r}")

@@ -8,13 +8,13 @@ in ``pruning/`` is tested against this loop.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
 from edgeprune.compiled.model import CompiledTransformer
-from edgeprune.core.graph import ComputationalGraph
 from edgeprune.core import names
+from edgeprune.core.graph import ComputationalGraph
 
 ABLATIONS = ("zero", "interchange")
 
@@ -24,7 +24,9 @@ def graph_of(model: CompiledTransformer) -> ComputationalGraph:
 
 
 @torch.no_grad()
-def writer_outputs(model: CompiledTransformer, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def writer_outputs(
+    model: CompiledTransformer, ids: torch.Tensor, key_mask: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """Every writer's output (B, T, D) in the unmasked model."""
     graph = graph_of(model)
     tok, pos = model.embed(ids)

@@ -21,8 +21,9 @@ time, until every edge is necessary.  The circuit's ``meta`` records
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from edgeprune.compiled.ground_truth import ground_truth, reader_supports, writer_supports
 from edgeprune.compiled.model import CompiledTransformer
@@ -44,9 +45,13 @@ class Verdict:
     known_alternative: bool = False  # the circuit is one the program's spec lists
 
     def to_dict(self) -> dict:
-        return {"verdict": self.verdict, "sufficient": self.sufficient,
-                "unnecessary": [list(e) for e in self.unnecessary],
-                "counterexamples": self.counterexamples[:3], "known_alternative": self.known_alternative}
+        return {
+            "verdict": self.verdict,
+            "sufficient": self.sufficient,
+            "unnecessary": [list(e) for e in self.unnecessary],
+            "counterexamples": self.counterexamples[:3],
+            "known_alternative": self.known_alternative,
+        }
 
 
 def weight_supported_edges(model: CompiledTransformer) -> set[Edge]:
@@ -70,9 +75,13 @@ def minimise(oracle: Oracle, edges: Iterable[Edge], order: Sequence[Edge] | None
     return set(prune_dangling(kept))
 
 
-def checked_ground_truth(model: CompiledTransformer, ablation: str = "zero",
-                         inputs: Sequence[list[Any]] | None = None, oracle: Oracle | None = None,
-                         tolerated: Iterable[Sequence[str]] = ()) -> Circuit:
+def checked_ground_truth(
+    model: CompiledTransformer,
+    ablation: str = "zero",
+    inputs: Sequence[list[Any]] | None = None,
+    oracle: Oracle | None = None,
+    tolerated: Iterable[Sequence[str]] = (),
+) -> Circuit:
     """The static ground truth when the checker accepts it, else the circuit derived from the model (see module).
 
     ``tolerated`` are static edges known to be exercised by no valid input (a program's
@@ -97,16 +106,25 @@ def checked_ground_truth(model: CompiledTransformer, ablation: str = "zero",
             return Circuit(static.edges, model=static.model, meta=meta)
     order = sort_edges(added) + sort_edges(set(static.edges))
     final = minimise(oracle, edges, order)
-    meta.update(rule="derived",
-                derived_from="static rule, then edges the checker needs added and edges it proves unneeded dropped",
-                added=[list(e) for e in sort_edges(final - set(static.edges))],
-                dropped=[list(e) for e in sort_edges(set(static.edges) - final)])
+    meta.update(
+        rule="derived",
+        derived_from="static rule, then edges the checker needs added and edges it proves unneeded dropped",
+        added=[list(e) for e in sort_edges(final - set(static.edges))],
+        dropped=[list(e) for e in sort_edges(set(static.edges) - final)],
+    )
     return Circuit(sort_edges(final), model=static.model, meta=meta)
 
 
-def judge(model: CompiledTransformer, circuit: Circuit, truth: Circuit, ablation: str = "zero",
-          inputs: Sequence[list[Any]] | None = None, oracle: Oracle | None = None,
-          comparison: Comparison | None = None, alternatives: Iterable[Iterable[Sequence[str]]] = ()) -> Verdict:
+def judge(
+    model: CompiledTransformer,
+    circuit: Circuit,
+    truth: Circuit,
+    ablation: str = "zero",
+    inputs: Sequence[list[Any]] | None = None,
+    oracle: Oracle | None = None,
+    comparison: Comparison | None = None,
+    alternatives: Iterable[Iterable[Sequence[str]]] = (),
+) -> Verdict:
     """The verdict on ``circuit`` (recovered) against ``truth`` on ``model`` (see module)."""
     comparison = comparison or compare(circuit, truth)
     if comparison.exact:
@@ -118,13 +136,20 @@ def judge(model: CompiledTransformer, circuit: Circuit, truth: Circuit, ablation
     if fails:
         return Verdict("unfaithful", sufficient=False, counterexamples=fails, known_alternative=known)
     unneeded = oracle.unnecessary(edges)
-    return Verdict("not-minimal" if unneeded else "alternative", sufficient=True, unnecessary=unneeded,
-                   known_alternative=known)
+    return Verdict(
+        "not-minimal" if unneeded else "alternative", sufficient=True, unnecessary=unneeded, known_alternative=known
+    )
 
 
-def search_alternatives(model: CompiledTransformer, ablation: str = "zero", orders: int = 8, seed: int = 0,
-                        inputs: Sequence[list[Any]] | None = None, oracle: Oracle | None = None,
-                        start: Iterable[Edge] | None = None) -> list[list[Edge]]:
+def search_alternatives(
+    model: CompiledTransformer,
+    ablation: str = "zero",
+    orders: int = 8,
+    seed: int = 0,
+    inputs: Sequence[list[Any]] | None = None,
+    oracle: Oracle | None = None,
+    start: Iterable[Edge] | None = None,
+) -> list[list[Edge]]:
     """Minimal circuits found by greedy removal from ``start`` (default: every weight-supported edge) in
     ``orders`` seeded random orders; distinct results, sorted by size then edges."""
     oracle = oracle or Oracle(model, ablation, inputs)

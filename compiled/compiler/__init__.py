@@ -6,10 +6,8 @@ graph.extract_graph -> validate.validate_graph -> basis_inference.infer_bases
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
-
-from edgeprune.programs import rasp
-from edgeprune.core.errors import CompileError
+from collections.abc import Iterable
+from typing import Any
 
 from edgeprune.compiled.compiler.allocation import allocate
 from edgeprune.compiled.compiler.assemble import assemble
@@ -19,6 +17,8 @@ from edgeprune.compiled.compiler.expr_to_blocks import add_blocks
 from edgeprune.compiled.compiler.graph import ProgramGraph, extract_graph
 from edgeprune.compiled.compiler.validate import validate_graph
 from edgeprune.compiled.model import CompiledTransformer
+from edgeprune.core.errors import CompileError
+from edgeprune.programs import rasp
 
 __all__ = ["compile_program", "ProgramGraph"]
 
@@ -28,12 +28,12 @@ def compile_program(
     vocab: Iterable[Any],
     max_seq_len: int,
     *,
-    name: Optional[str] = None,
+    name: str | None = None,
     compiler_bos: Any = "BOS",
     compiler_pad: Any = "compiler_pad",
     causal: bool = False,
     mlp_exactness: float = 100,
-    max_layers: Optional[int] = None,
+    max_layers: int | None = None,
 ) -> CompiledTransformer:
     """Compile ``program`` for inputs over ``vocab`` of length up to ``max_seq_len``.
 
@@ -58,8 +58,16 @@ def compile_program(
     infer_bases(graph, vocab_set, max_seq_len)
     add_blocks(graph, Direction("tokens", compiler_bos), Direction("one"), causal, mlp_exactness)
     layout = allocate(graph, max_layers)
-    model = assemble(graph, layout, vocab_set, max_seq_len, name=name or graph.sink, bos=compiler_bos,
-                     pad=compiler_pad, causal=causal)
+    model = assemble(
+        graph,
+        layout,
+        vocab_set,
+        max_seq_len,
+        name=name or graph.sink,
+        bos=compiler_bos,
+        pad=compiler_pad,
+        causal=causal,
+    )
     model.program = program
     model.rasp_graph = graph
     return model

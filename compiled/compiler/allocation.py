@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from edgeprune.core.errors import CompileError
-
 from edgeprune.compiled.compiler.craft import MLP, AttentionHead, AttnMLPPair
 from edgeprune.compiled.compiler.graph import ProgramGraph
+from edgeprune.core.errors import CompileError
 
 
 def computational_depth(graph: ProgramGraph) -> dict[str, int]:
@@ -113,7 +112,7 @@ def allocate(graph: ProgramGraph, max_layers: int | None = None) -> Layout:
 
     # Pack non-empty half-layers into transformer layers: next free slot of the right kind.
     slot = 0  # 2*layer + (0 attention, 1 MLP)
-    for hl, labels in layout.half_layers.items():
+    for hl in layout.half_layers:
         kind = "attn" if hl % 2 == 0 else "mlp"
         want = 0 if kind == "attn" else 1
         while slot % 2 != want:

@@ -15,14 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgeprune.programs import rasp
-
 from edgeprune.compiled.compiler.allocation import Layout
 from edgeprune.compiled.compiler.basis_inference import value_set_for_metadata
 from edgeprune.compiled.compiler.craft import MLP, AttentionHead, AttnMLPPair, Direction, from_values, join
 from edgeprune.compiled.compiler.graph import ProgramGraph
 from edgeprune.compiled.metadata import BlockMap, ModelMetadata, NodeInfo
 from edgeprune.compiled.model import CompiledTransformer, TransformerConfig
+from edgeprune.programs import rasp
 
 
 def _projection(residual: list[Direction], sub: list[Direction]) -> np.ndarray:
@@ -47,8 +46,9 @@ def _predicate_name(pred: Any) -> str:
     return pred.name if isinstance(pred, rasp.Comparison) else "custom"
 
 
-def assemble(graph: ProgramGraph, layout: Layout, vocab: set, max_seq_len: int, *, name: str, bos: Any, pad: Any,
-             causal: bool) -> CompiledTransformer:
+def assemble(
+    graph: ProgramGraph, layout: Layout, vocab: set, max_seq_len: int, *, name: str, bos: Any, pad: Any, causal: bool
+) -> CompiledTransformer:
     # ----- collect the half-layer blocks ------------------------------------------------------
     modules: list[tuple[int, str, Any]] = []  # (layer, kind, block: list of heads | combined MLP)
     for hl, labels in layout.half_layers.items():
@@ -90,13 +90,28 @@ def assemble(graph: ProgramGraph, layout: Layout, vocab: set, max_seq_len: int, 
         n_heads, key_size = 1, 1
     mlp_hidden = max((len(m.fst.outputs) for m in all_mlps), default=1)
     config = TransformerConfig(
-        d_model=D, n_layers=layout.num_layers, n_heads=n_heads, key_size=key_size, mlp_hidden=mlp_hidden,
-        vocab_size=len(tokens_space), n_positions=max_seq_len + 1, layer_norm=False, causal=causal,
+        d_model=D,
+        n_layers=layout.num_layers,
+        n_heads=n_heads,
+        key_size=key_size,
+        mlp_hidden=mlp_hidden,
+        vocab_size=len(tokens_space),
+        n_positions=max_seq_len + 1,
+        layer_norm=False,
+        causal=causal,
     )
     L, H, K, M = config.n_layers, n_heads, key_size, mlp_hidden
-    W = {k: np.zeros(s) for k, s in {
-        "W_Q": (L, H, D, K), "W_K": (L, H, D, K), "W_V": (L, H, D, K), "W_O": (L, H, K, D),
-        "W_1": (L, D, M), "W_2": (L, M, D)}.items()}
+    W = {
+        k: np.zeros(s)
+        for k, s in {
+            "W_Q": (L, H, D, K),
+            "W_K": (L, H, D, K),
+            "W_V": (L, H, D, K),
+            "W_O": (L, H, K, D),
+            "W_1": (L, D, M),
+            "W_2": (L, M, D),
+        }.items()
+    }
 
     head_of: dict[str, tuple[int, int]] = {}
     mlp_columns: dict[str, dict[str, list[int]]] = {}
@@ -140,8 +155,7 @@ def assemble(graph: ProgramGraph, layout: Layout, vocab: set, max_seq_len: int, 
     nodes: list[NodeInfo] = []
     for label, gn in graph.nodes.items():
         expr = gn.expr
-        info = NodeInfo(label=label, expr_type=_expr_type(expr),
-                        operands=[c.label for c in expr.children])
+        info = NodeInfo(label=label, expr_type=_expr_type(expr), operands=[c.label for c in expr.children])
         if gn.is_sop:
             info.encoding = rasp.get_encoding(expr).value
             info.value_set = value_set_for_metadata(gn)

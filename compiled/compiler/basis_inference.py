@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import itertools
 import numbers
-from typing import Any, Callable
-
-from edgeprune.programs import rasp
-from edgeprune.core.errors import CompileError
+from collections.abc import Callable
+from typing import Any
 
 from edgeprune.compiled.compiler.craft import Direction, from_values
 from edgeprune.compiled.compiler.graph import GraphNode, ProgramGraph
+from edgeprune.core.errors import CompileError
+from edgeprune.programs import rasp
 
 
 def call_ignoring_arithmetic_errors(f: Callable[..., Any], label: str, *args: Any) -> Any:

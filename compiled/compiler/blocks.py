@@ -8,17 +8,28 @@ midpoints of sorted input values with slope ``large_number``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
-
-from edgeprune.core.errors import CompileError
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from edgeprune.compiled.compiler.craft import (
-    MLP, AttentionHead, AttnMLPPair, Bilinear, Direction, Linear, add, join, scale, space, vec,
+    MLP,
+    AttentionHead,
+    AttnMLPPair,
+    Bilinear,
+    Direction,
+    Linear,
+    add,
+    join,
+    scale,
+    space,
+    vec,
 )
+from edgeprune.core.errors import CompileError
 
 
-def map_categorical_mlp(inputs: list[Direction], outputs: list[Direction], f: Callable[[Any], Any],
-                        out_name: str, node: str) -> MLP:
+def map_categorical_mlp(
+    inputs: list[Direction], outputs: list[Direction], f: Callable[[Any], Any], out_name: str, node: str
+) -> MLP:
     """Lookup table: hidden = the output space, input value x lights the neuron of f(x)."""
     out_set = set(outputs)
 
@@ -31,17 +42,25 @@ def map_categorical_mlp(inputs: list[Direction], outputs: list[Direction], f: Ca
     return MLP(fst, snd, [node], {node: list(outputs)})
 
 
-def map_categorical_to_numerical_mlp(inputs: list[Direction], output: Direction, f: Callable[[Any], float],
-                                     node: str) -> MLP:
+def map_categorical_to_numerical_mlp(
+    inputs: list[Direction], output: Direction, f: Callable[[Any], float], node: str
+) -> MLP:
     """Hidden = the single output direction, weight f(x) from input x (a ReLU: negative f is lost, as in Tracr)."""
     fst = Linear.from_action(inputs, [output], lambda d: vec(output, f(d.value)))
     snd = Linear.from_action([output], [output], lambda d: vec(d))
     return MLP(fst, snd, [node], {node: [output]})
 
 
-def sequence_map_categorical_mlp(in1: list[Direction], in2: list[Direction], outputs: list[Direction],
-                                 f: Callable[[Any, Any], Any], out_name: str, one: Direction, hidden_name: str,
-                                 node: str) -> MLP:
+def sequence_map_categorical_mlp(
+    in1: list[Direction],
+    in2: list[Direction],
+    outputs: list[Direction],
+    f: Callable[[Any, Any], Any],
+    out_name: str,
+    one: Direction,
+    hidden_name: str,
+    node: str,
+) -> MLP:
     """One hidden neuron per value pair: ReLU(x_i + y_j - 1), then a lookup table to f(x_i, y_j)."""
     if set(in1) & set(in2):
         raise CompileError(f"SequenceMap {node!r}: the two operand spaces overlap; use a Map for a single operand")
@@ -73,8 +92,15 @@ def sequence_map_categorical_mlp(in1: list[Direction], in2: list[Direction], out
     return MLP(fst, snd, [node], {node: hidden})
 
 
-def _discretising_layer(input_values: Iterable[float], f: Callable[[float], Any], hidden_name: str,
-                        one: Direction, inp: Direction, large: float, call: Callable[..., Any]):
+def _discretising_layer(
+    input_values: Iterable[float],
+    f: Callable[[float], Any],
+    hidden_name: str,
+    one: Direction,
+    inp: Direction,
+    large: float,
+    call: Callable[..., Any],
+):
     """Hidden directions and first-layer action that place x between midpoints of the sorted input values."""
     outs, xs = [], []
     for x in sorted(input_values):
@@ -106,8 +132,17 @@ def _discretising_layer(input_values: Iterable[float], f: Callable[[float], Any]
     return hidden, action, outs, start
 
 
-def map_numerical_mlp(f: Callable[[float], float], inp: Direction, out: Direction, input_values: Iterable[float],
-                      one: Direction, large: float, hidden_name: str, node: str, call: Callable[..., Any]) -> MLP:
+def map_numerical_mlp(
+    f: Callable[[float], float],
+    inp: Direction,
+    out: Direction,
+    input_values: Iterable[float],
+    one: Direction,
+    large: float,
+    hidden_name: str,
+    node: str,
+    call: Callable[..., Any],
+) -> MLP:
     """Numerical -> numerical by discretising the input: output = f(v0) + sum_k step_k * (f(v_k) - f(v_k-1))."""
     hidden, action, outs, start = _discretising_layer(input_values, f, hidden_name, one, inp, large, call)
     fst = Linear.from_action(join([inp], [one]), hidden, action)
@@ -123,9 +158,17 @@ def map_numerical_mlp(f: Callable[[float], float], inp: Direction, out: Directio
     return MLP(fst, snd, [node], {node: hidden})
 
 
-def map_numerical_to_categorical_mlp(f: Callable[[float], Any], inp: Direction, outputs: list[Direction],
-                                     input_values: Iterable[float], one: Direction, large: float, hidden_name: str,
-                                     node: str, call: Callable[..., Any]) -> MLP:
+def map_numerical_to_categorical_mlp(
+    f: Callable[[float], Any],
+    inp: Direction,
+    outputs: list[Direction],
+    input_values: Iterable[float],
+    one: Direction,
+    large: float,
+    hidden_name: str,
+    node: str,
+    call: Callable[..., Any],
+) -> MLP:
     """Numerical -> categorical: the same discretiser, the steps switch one-hot output directions."""
     by_value = {d.value: d for d in outputs}
     hidden, action, outs, start = _discretising_layer(input_values, f, hidden_name, one, inp, large, call)
@@ -145,8 +188,9 @@ def map_numerical_to_categorical_mlp(f: Callable[[float], Any], inp: Direction, 
     return MLP(fst, snd, [node], {node: hidden})
 
 
-def linear_sequence_map_mlp(in1: Direction, in2: Direction, out: Direction, fac1: float, fac2: float,
-                            hidden_name: str, node: str) -> MLP:
+def linear_sequence_map_mlp(
+    in1: Direction, in2: Direction, out: Direction, fac1: float, fac2: float, hidden_name: str, node: str
+) -> MLP:
     """a*x + b*y through ReLU(x) - ReLU(-x) pairs (four hidden neurons)."""
     hx_p, hx_n = Direction(f"{hidden_name}x", 1), Direction(f"{hidden_name}x", -1)
     hy_p, hy_n = Direction(f"{hidden_name}y", 1), Direction(f"{hidden_name}y", -1)
@@ -169,11 +213,21 @@ def linear_sequence_map_mlp(in1: Direction, in2: Direction, out: Direction, fac1
     return MLP(fst, snd, [node], {node: hidden})
 
 
-def categorical_attn(query: list[Direction], key: list[Direction], value: list[Direction],
-                     output: list[Direction], bos: Direction, one: Direction,
-                     attn_fn: Callable[[Direction, Direction], bool], node: str, *,
-                     always_attend_to_bos: bool = False, use_bos_for_default_output: bool = True,
-                     softmax_coldness: float = 100.0, causal: bool = False) -> AttentionHead:
+def categorical_attn(
+    query: list[Direction],
+    key: list[Direction],
+    value: list[Direction],
+    output: list[Direction],
+    bos: Direction,
+    one: Direction,
+    attn_fn: Callable[[Direction, Direction], bool],
+    node: str,
+    *,
+    always_attend_to_bos: bool = False,
+    use_bos_for_default_output: bool = True,
+    softmax_coldness: float = 100.0,
+    causal: bool = False,
+) -> AttentionHead:
     """Attention that attends to BOS only when nothing else is selected (or always, for SelectorWidth)."""
     q_space = join(query, [bos], [one])
     k_space = join(key, [bos])
@@ -202,15 +256,37 @@ def categorical_attn(query: list[Direction], key: list[Direction], value: list[D
     return AttentionHead(w_qk, w_ov, node, causal)
 
 
-def selector_width(query: list[Direction], key: list[Direction], outputs: list[Direction], bos: Direction,
-                   one: Direction, attn_fn: Callable[[Direction, Direction], bool], out_values: Iterable[int],
-                   categorical_output: bool, large: float, label: str, call: Callable[..., Any],
-                   softmax_coldness: float = 100.0, causal: bool = False) -> AttnMLPPair:
+def selector_width(
+    query: list[Direction],
+    key: list[Direction],
+    outputs: list[Direction],
+    bos: Direction,
+    one: Direction,
+    attn_fn: Callable[[Direction, Direction], bool],
+    out_values: Iterable[int],
+    categorical_output: bool,
+    large: float,
+    label: str,
+    call: Callable[..., Any],
+    softmax_coldness: float = 100.0,
+    causal: bool = False,
+) -> AttnMLPPair:
     """Head: attend to BOS and the selected keys, read tokens:BOS -> 1/(w+1); MLP: invert, clean the BOS position."""
     attn_out = Direction(f"{label}_selector_width_attn_output")
-    attn = categorical_attn(query, key, [bos], [attn_out], bos, one, attn_fn, label,
-                            always_attend_to_bos=True, use_bos_for_default_output=False,
-                            softmax_coldness=softmax_coldness, causal=causal)
+    attn = categorical_attn(
+        query,
+        key,
+        [bos],
+        [attn_out],
+        bos,
+        one,
+        attn_fn,
+        label,
+        always_attend_to_bos=True,
+        use_bos_for_default_output=False,
+        softmax_coldness=softmax_coldness,
+        causal=causal,
+    )
     fun = lambda x: round((1 / x) - 1)  # noqa: E731
     in_values = {1 / (w + 1) for w in out_values}
     hidden_name = f"_hidden_{label}_"
@@ -225,7 +301,10 @@ def selector_width(query: list[Direction], key: list[Direction], outputs: list[D
         zero = [d for d in outputs if d.value == 0][0]
         to_subtract = add(to_subtract, vec(zero))
     clean = Direction("_hidden_clean_bos_")
-    clean_mlp = MLP(Linear.from_action([bos], [clean], lambda d: vec(clean)),
-                    Linear.from_action([clean], clean_out, lambda d: scale(to_subtract, -1.0)),
-                    [label], {label: [clean]})
+    clean_mlp = MLP(
+        Linear.from_action([bos], [clean], lambda d: vec(clean)),
+        Linear.from_action([clean], clean_out, lambda d: scale(to_subtract, -1.0)),
+        [label],
+        {label: [clean]},
+    )
     return AttnMLPPair(attn, MLP.combine_in_parallel([mlp, clean_mlp]))

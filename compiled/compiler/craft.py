@@ -9,8 +9,9 @@ values are not comparable).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -25,7 +26,7 @@ class Direction:
     def __str__(self) -> str:
         return str(self.name) if self.value is None else f"{self.name}:{self.value}"
 
-    def __lt__(self, other: "Direction") -> bool:
+    def __lt__(self, other: Direction) -> bool:
         try:
             return (self.name, self.value) < (other.name, other.value)
         except TypeError:
@@ -57,8 +58,9 @@ class Linear:
     matrix: np.ndarray
 
     @classmethod
-    def from_action(cls, inputs: list[Direction], outputs: list[Direction],
-                    action: Callable[[Direction], dict[Direction, float]]) -> "Linear":
+    def from_action(
+        cls, inputs: list[Direction], outputs: list[Direction], action: Callable[[Direction], dict[Direction, float]]
+    ) -> Linear:
         """Build the matrix row by row; ``action`` returns the image as {output direction: coefficient}."""
         col = {d: j for j, d in enumerate(outputs)}
         m = np.zeros((len(inputs), len(outputs)))
@@ -70,7 +72,7 @@ class Linear:
         return cls(list(inputs), list(outputs), m)
 
     @classmethod
-    def combine_in_parallel(cls, fns: Sequence["Linear"]) -> "Linear":
+    def combine_in_parallel(cls, fns: Sequence[Linear]) -> Linear:
         """Sum of maps on the joined (sorted) input and output spaces, as Tracr combines parallel MLPs."""
         inputs = join(*[f.inputs for f in fns])
         outputs = join(*[f.outputs for f in fns])
@@ -93,8 +95,9 @@ class Bilinear:
     matrix: np.ndarray
 
     @classmethod
-    def from_action(cls, left: list[Direction], right: list[Direction],
-                    action: Callable[[Direction, Direction], float]) -> "Bilinear":
+    def from_action(
+        cls, left: list[Direction], right: list[Direction], action: Callable[[Direction, Direction], float]
+    ) -> Bilinear:
         m = np.zeros((len(left), len(right)))
         for i, q in enumerate(left):
             for j, k in enumerate(right):
@@ -131,7 +134,7 @@ class MLP:
         return join(self.fst.inputs, self.snd.outputs)
 
     @classmethod
-    def combine_in_parallel(cls, mlps: Sequence["MLP"]) -> "MLP":
+    def combine_in_parallel(cls, mlps: Sequence[MLP]) -> MLP:
         fst = Linear.combine_in_parallel([m.fst for m in mlps])
         snd = Linear.combine_in_parallel([m.snd for m in mlps])
         nodes: list[str] = []

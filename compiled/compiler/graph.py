@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
-from edgeprune.programs import rasp
 from edgeprune.core.errors import CompileError
+from edgeprune.programs import rasp
 
 
 @dataclass
@@ -21,13 +21,13 @@ class GraphNode:
 
     label: str
     expr: rasp.RASPExpr
-    value_set: Optional[set] = None
+    value_set: set | None = None
     output_basis: list = field(default_factory=list)  # craft Directions
     block: Any = None  # craft block (AttentionHead, MLP, AttnMLPPair) or None
     depth: int = 0  # computational depth (longest path counting SOps)
-    half_layer: Optional[int] = None  # Tracr's allocation index: even = attention, odd = MLP
-    layer: Optional[int] = None  # assembled layer
-    head: Optional[int] = None
+    half_layer: int | None = None  # Tracr's allocation index: even = attention, odd = MLP
+    layer: int | None = None  # assembled layer
+    head: int | None = None
 
     @property
     def is_sop(self) -> bool:

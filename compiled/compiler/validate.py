@@ -6,10 +6,9 @@ The checks are Tracr's ``validating.static_validate`` plus the
 
 from __future__ import annotations
 
-from edgeprune.programs import rasp
-from edgeprune.core.errors import CompileError
-
 from edgeprune.compiled.compiler.graph import ProgramGraph
+from edgeprune.core.errors import CompileError
+from edgeprune.programs import rasp
 
 _UNSUPPORTED_SOPS = (rasp.Full, rasp.ConstantSOp, rasp.LengthType)
 
@@ -62,11 +61,15 @@ def validate_graph(graph: ProgramGraph) -> None:
             out_enc, in_enc = rasp.get_encoding(expr), rasp.get_encoding(expr.sop)
             if out_enc != in_enc:
                 if rasp.is_numerical(expr):
-                    fix = (f"mark the aggregated SOp numerical (rasp.numerical({expr.sop.label})) or make the "
-                           "Aggregate categorical")
+                    fix = (
+                        f"mark the aggregated SOp numerical (rasp.numerical({expr.sop.label})) or make the "
+                        "Aggregate categorical"
+                    )
                 else:
-                    fix = (f"mark the Aggregate numerical (rasp.numerical(Aggregate(...))) or aggregate a categorical "
-                           f"version of {expr.sop.label!r}")
+                    fix = (
+                        f"mark the Aggregate numerical (rasp.numerical(Aggregate(...))) or aggregate a categorical "
+                        f"version of {expr.sop.label!r}"
+                    )
                 raise CompileError(
                     f"{out_enc.value} Aggregate {expr.label!r} of the {in_enc.value} SOp {expr.sop.label!r} is not "
                     f"supported: an Aggregate's encoding must match its input's; {fix}"

@@ -32,10 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("compile", help="compile a library program or your own program file and save it",
-                       epilog=USER_CODE_NOTE)
-    p.add_argument("program", help=PROGRAM_HELP.split(", a saved model")[0] + ", or your own program as "
-                   "path/to/file.py:function or package.module:function (loading a program file runs its code)")
+    p = sub.add_parser(
+        "compile", help="compile a library program or your own program file and save it", epilog=USER_CODE_NOTE
+    )
+    p.add_argument(
+        "program",
+        help=PROGRAM_HELP.split(", a saved model")[0] + ", or your own program as "
+        "path/to/file.py:function or package.module:function (loading a program file runs its code)",
+    )
     p.add_argument("-o", "--out", type=Path, required=True, help="output model directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
     add_program_arguments(p)
@@ -44,11 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def model_info(model) -> dict:
     from edgeprune.compiled.ground_truth import ground_truth_dict
-    from edgeprune.core.graph import ComputationalGraph
     from edgeprune.core import names
+    from edgeprune.core.graph import ComputationalGraph
 
     c, meta = model.config, model.metadata
-    heads = [sorted(int(h.split(".h")[1]) for h in meta.blocks.heads if h.startswith(f"a{l}.")) for l in range(c.n_layers)]
+    heads = [
+        sorted(int(h.split(".h")[1]) for h in meta.blocks.heads if h.startswith(f"a{l}.")) for l in range(c.n_layers)
+    ]
     graph = ComputationalGraph(c.n_layers, c.n_heads)
     return {
         "name": meta.name,
@@ -77,8 +83,10 @@ def cmd_info(args) -> int:
     if args.json:
         print(json.dumps(info))
         return 0
-    print(f"{info['name']} ({info['source']}): {info['layers']} layers, d_model {info['d_model']}, "
-          f"{info['graph_edges']} edges in the graph, output {info['output_encoding']}")
+    print(
+        f"{info['name']} ({info['source']}): {info['layers']} layers, d_model {info['d_model']}, "
+        f"{info['graph_edges']} edges in the graph, output {info['output_encoding']}"
+    )
     for l in range(info["layers"]):
         hs = ", ".join(f"a{l}.h{h}={info['blocks']['heads'][f'a{l}.h{h}']}" for h in info["head_indices"][l]) or "-"
         ms = ", ".join(info["blocks"]["mlps"].get(f"m{l}", [])) or "-"
@@ -127,7 +135,9 @@ def cmd_run(args) -> int:
 def _coerce(model, token):
     value = model.metadata.coerce_token(token)
     if value is None:
-        raise InputError(f"token {token!r} is not in the vocab of {model.metadata.name}; allowed: {sorted(map(str, model.metadata.vocab))}")
+        raise InputError(
+            f"token {token!r} is not in the vocab of {model.metadata.name}; allowed: {sorted(map(str, model.metadata.vocab))}"
+        )
     return value
 
 
@@ -151,8 +161,12 @@ def cmd_compile(args) -> int:
     if Path(args.program).is_dir():
         raise EdgePruneError(f"{args.program} is a directory; compile takes a program name or file.py:function")
     program_file = args.program.split(":", 1)[0] if args.program.count(":") == 1 else None
-    check_output(args.out, overwrite=args.overwrite, flag="-o",
-                 inputs=[program_file if program_file and Path(program_file).exists() else None])
+    check_output(
+        args.out,
+        overwrite=args.overwrite,
+        flag="-o",
+        inputs=[program_file if program_file and Path(program_file).exists() else None],
+    )
     opts = program_options(args)
     spec = program_spec_for(args.program, opts["vocab"], opts["max_seq_len"])
     model = compile_spec(spec, compiler=opts["compiler"], causal=opts["causal"])

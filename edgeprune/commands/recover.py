@@ -7,11 +7,11 @@ import json
 import sys
 import time
 
-from edgeprune.program_options import PROGRAM_HELP, add_program_arguments, program_options
-from edgeprune.selection import add_selection_arguments, selected_programs
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.core.files import check_output
 from edgeprune.core.options import ABLATIONS
+from edgeprune.program_options import PROGRAM_HELP, add_program_arguments, program_options
+from edgeprune.selection import add_selection_arguments, selected_programs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,21 +19,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "recover",
         help="prune a compiled program and compare the circuit with its ground truth",
         description="Prune a compiled program (registry name, saved model dir or Tracr reference dir) with Edge "
-                    "Pruning and compare the recovered circuit with the ground truth, and give a verdict: exact (the "
-                    "ground truth), alternative (differs, but sufficient with every edge necessary: another "
-                    "minimal circuit), not-minimal (sufficient, some edge unneeded) or unfaithful (not "
-                    "sufficient). Exit status: 0 exact (with --all: every program exact), 1 another verdict, "
-                    "3 an error (bad input, a crash; with --all: some program errored).",
+        "Pruning and compare the recovered circuit with the ground truth, and give a verdict: exact (the "
+        "ground truth), alternative (differs, but sufficient with every edge necessary: another "
+        "minimal circuit), not-minimal (sufficient, some edge unneeded) or unfaithful (not "
+        "sufficient). Exit status: 0 exact (with --all: every program exact), 1 another verdict, "
+        "3 an error (bad input, a crash; with --all: some program errored).",
     )
     p.add_argument("target", nargs="?", help=PROGRAM_HELP)
     add_selection_arguments(p, "recover every registered program; prints a table", "recover")
-    p.add_argument("--programs-dir", default=None, metavar="DIR",
-                   help="with --all: recover your own programs instead of the library's: every public function "
-                        "without arguments in DIR/*.py (the files are run: only directories you trust)")
+    p.add_argument(
+        "--programs-dir",
+        default=None,
+        metavar="DIR",
+        help="with --all: recover your own programs instead of the library's: every public function "
+        "without arguments in DIR/*.py (the files are run: only directories you trust)",
+    )
     add_program_arguments(p)
-    p.add_argument("--report", default=None, metavar="DIR",
-                   help="with --all: write DIR/README.md (Markdown table), a circuit picture per program, "
-                        "and DIR/results.json")
+    p.add_argument(
+        "--report",
+        default=None,
+        metavar="DIR",
+        help="with --all: write DIR/README.md (Markdown table), a circuit picture per program, and DIR/results.json",
+    )
     p.add_argument("--ablation", choices=ABLATIONS, default="zero")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the program's setting)")
@@ -52,14 +59,31 @@ def _one(args: argparse.Namespace) -> int:
     extra = {}
     if args.checkpoint_every is not None:
         extra["checkpoint_every"] = args.checkpoint_every
-    res = recover(args.target, args.ablation, args.seed, args.steps, run_dir=args.run_dir, resume=args.resume,
-                  progress=not (args.no_progress or args.json) and sys.stderr.isatty(), **program_options(args),
-                  **extra)
+    res = recover(
+        args.target,
+        args.ablation,
+        args.seed,
+        args.steps,
+        run_dir=args.run_dir,
+        resume=args.resume,
+        progress=not (args.no_progress or args.json) and sys.stderr.isatty(),
+        **program_options(args),
+        **extra,
+    )
     if args.json:
         d = res.comparison.to_dict()
         d.update(res.judgement.to_dict() if res.judgement is not None else {"verdict": res.verdict})
-        d.update({"edges": len(res.comparison.recovered), "steps": res.steps, "seconds": round(res.total_seconds, 3),
-                  "program": res.name, "ablation": res.ablation, "seed": res.seed, "truth_edges": len(res.comparison.truth)})
+        d.update(
+            {
+                "edges": len(res.comparison.recovered),
+                "steps": res.steps,
+                "seconds": round(res.total_seconds, 3),
+                "program": res.name,
+                "ablation": res.ablation,
+                "seed": res.seed,
+                "truth_edges": len(res.comparison.truth),
+            }
+        )
         print(json.dumps(d))
     else:
         print(f"{res.name} ({res.ablation} ablation, seed {res.seed}, {res.steps} steps, {res.total_seconds:.1f} s)")
@@ -78,19 +102,23 @@ def verdict_line(res) -> str:
     if v == "not-minimal":
         return "verdict: not-minimal (sufficient; unneeded: " + ", ".join(f"{a} -> {b}" for a, b in j.unnecessary) + ")"
     return "verdict: alternative (sufficient, every edge necessary: another minimal circuit" + (
-        ", listed in the program's spec)" if j.known_alternative else ")")
+        ", listed in the program's spec)" if j.known_alternative else ")"
+    )
 
 
 def _row_line(r: dict, w: int) -> str:
     if "error" in r:
         return f"{r['program']:<{w}}  ERROR   {r['error']}"
-    return (f"{r['program']:<{w}}  {r.get('verdict', 'exact' if r['exact'] else 'FAIL'):<11}  {r['edges']:>5}  {r['truth_edges']:>5}  "
-            f"{len(r['missing']):>7}  {len(r['extra']):>5}  {r['total_seconds']:>7.1f}")
+    return (
+        f"{r['program']:<{w}}  {r.get('verdict', 'exact' if r['exact'] else 'FAIL'):<11}  {r['edges']:>5}  {r['truth_edges']:>5}  "
+        f"{len(r['missing']):>7}  {len(r['extra']):>5}  {r['total_seconds']:>7.1f}"
+    )
 
 
 def _all(args: argparse.Namespace) -> int:
-    from edgeprune.usecases.recovery import recover_many
     from tqdm import tqdm
+
+    from edgeprune.usecases.recovery import recover_many
 
     if args.jobs < 1:
         raise EdgePruneError(f"--jobs must be at least 1, got {args.jobs}")
@@ -102,22 +130,36 @@ def _all(args: argparse.Namespace) -> int:
     else:
         names = selected_programs(args)
         targets = names
-    jobs = [{"kind": "program", "target": t, "label": n, "ablation": args.ablation, "seed": args.seed,
-             "steps": args.steps, "program": opts} for t, n in zip(targets, names)]
+    jobs = [
+        {
+            "kind": "program",
+            "target": t,
+            "label": n,
+            "ablation": args.ablation,
+            "seed": args.seed,
+            "steps": args.steps,
+            "program": opts,
+        }
+        for t, n in zip(targets, names)
+    ]
     rows: list[dict | None] = [None] * len(names)
     w = max(len("program"), *(len(n) for n in names))
     t0 = time.perf_counter()
     if not args.json:
         print(f"{'program':<{w}}  verdict      edges  truth  missing  extra  seconds", flush=True)
     shown = 0
-    bar = tqdm(total=len(names), desc="recover --all", file=sys.stderr,
-               disable=args.json or args.no_progress or not sys.stderr.isatty())
+    bar = tqdm(
+        total=len(names),
+        desc="recover --all",
+        file=sys.stderr,
+        disable=args.json or args.no_progress or not sys.stderr.isatty(),
+    )
     with bar:
         for i, row in recover_many(jobs, args.jobs):
             rows[i] = row
             bar.update(1)
             while not args.json and shown < len(rows) and rows[shown] is not None:  # registry order, as they finish
-                bar.write(_row_line(rows[shown], w), file=sys.stdout)
+                bar.write(_row_line(rows[shown] or {}, w), file=sys.stdout)
                 shown += 1
     total = time.perf_counter() - t0
     done = [r for r in rows if r is not None]
@@ -134,20 +176,44 @@ def _all(args: argparse.Namespace) -> int:
         command += f" --compiler {args.compiler}" if args.compiler != "own" else ""
         command += f" --ablation {args.ablation} --seed {args.seed} --jobs {args.jobs}"
         command += (f" --steps {args.steps}" if args.steps else "") + f" --report {args.report}"
-        path = write_report(done, args.report, {"command": command, "ablation": args.ablation, "seed": args.seed,
-                                                "jobs": args.jobs, "wall_seconds": round(total, 1)})
+        path = write_report(
+            done,
+            args.report,
+            {
+                "command": command,
+                "ablation": args.ablation,
+                "seed": args.seed,
+                "jobs": args.jobs,
+                "wall_seconds": round(total, 1),
+            },
+        )
         if not args.json:
             print(f"report: {path}")
     if args.json:
         for r in done:  # the table's JSON keeps to the comparison; circuits go to the report's results.json
             r.pop("circuit", None)
             r.pop("truth", None)
-        print(json.dumps({"exact": n_ok == len(done), "passed": n_ok, "total": len(done), "seconds": round(total, 3),
-                          "verdicts": counts, "ablation": args.ablation, "seed": args.seed, "jobs": args.jobs, "programs": done}))
+        print(
+            json.dumps(
+                {
+                    "exact": n_ok == len(done),
+                    "passed": n_ok,
+                    "total": len(done),
+                    "seconds": round(total, 3),
+                    "verdicts": counts,
+                    "ablation": args.ablation,
+                    "seed": args.seed,
+                    "jobs": args.jobs,
+                    "programs": done,
+                }
+            )
+        )
     else:
         print("verdicts: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
-        print(f"{n_ok}/{len(done)} exact ({args.ablation} ablation, seed {args.seed}, {args.jobs} job(s)) "
-              f"in {total:.0f} s")
+        print(
+            f"{n_ok}/{len(done)} exact ({args.ablation} ablation, seed {args.seed}, {args.jobs} job(s)) "
+            f"in {total:.0f} s"
+        )
     if counts.get("error"):
         return 3
     return 0 if n_ok == len(done) else 1

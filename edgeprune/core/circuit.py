@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import networkx as nx
 
-from edgeprune.core.errors import EdgePruneError
 from edgeprune.core import names
+from edgeprune.core.errors import EdgePruneError
 
 Edge = tuple[str, str]
 
@@ -72,13 +72,13 @@ class Circuit:
         Path(path).write_text(self.to_json() + "\n")
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Circuit":
+    def from_dict(cls, data: dict) -> Circuit:
         if not isinstance(data, dict) or "edges" not in data:
             raise EdgePruneError("a circuit file must be a JSON object with an 'edges' list of [writer, reader] pairs")
         return cls(edges=[tuple(e) for e in data["edges"]], model=data.get("model", ""), meta=data.get("meta", {}))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Circuit":
+    def load(cls, path: str | Path) -> Circuit:
         p = Path(path)
         if not p.is_file():
             raise EdgePruneError(f"circuit file {p} does not exist")
@@ -93,8 +93,10 @@ class Circuit:
         except EdgePruneError as exc:
             raise EdgePruneError(f"circuit file {p}: {exc}") from exc
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            raise EdgePruneError(f"circuit file {p} is malformed ({type(exc).__name__}: {exc}); it needs an 'edges' "
-                                 "list of [writer, reader] name pairs, as edgeprune prune writes") from exc
+            raise EdgePruneError(
+                f"circuit file {p} is malformed ({type(exc).__name__}: {exc}); it needs an 'edges' "
+                "list of [writer, reader] name pairs, as edgeprune prune writes"
+            ) from exc
 
     def to_networkx(self) -> nx.DiGraph:
         """Node-level view: q/k/v readers fold into their head, edges labelled by role."""

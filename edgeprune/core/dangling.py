@@ -9,7 +9,7 @@ and a block whose output nobody reads cannot change the output.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from edgeprune.core import names
 

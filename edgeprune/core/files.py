@@ -21,8 +21,14 @@ def _inside(path: Path, other: Path) -> bool:
         return False
 
 
-def check_output(target: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
-                 inputs: Iterable[str | os.PathLike | None] = (), flag: str = "--out") -> Path:
+def check_output(
+    target: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    inputs: Iterable[str | os.PathLike | None] = (),
+    flag: str = "--out",
+) -> Path:
     """Refuse ``target`` when it is an existing non-empty directory or file, unless ``overwrite`` or ``resume``.
 
     ``inputs`` are paths the command reads: the target may never be one of them, contain one, or lie inside
@@ -35,8 +41,9 @@ def check_output(target: str | os.PathLike, *, overwrite: bool = False, resume: 
             continue
         s = Path(src).resolve()
         if resolved == s or _inside(s, resolved) or (s.is_dir() and _inside(resolved, s)):
-            raise OutputExistsError(f"{flag} {path} is (or holds, or lies inside) the input {src}; "
-                                    "write to another path")
+            raise OutputExistsError(
+                f"{flag} {path} is (or holds, or lies inside) the input {src}; write to another path"
+            )
     if resume or overwrite:
         if resume and path.exists() and not path.is_dir():
             raise OutputExistsError(f"{flag} {path} is a file, not a run directory")
@@ -45,10 +52,13 @@ def check_output(target: str | os.PathLike, *, overwrite: bool = False, resume: 
         if any(path.iterdir()):
             has_run = any((path / n).exists() for n in ("checkpoint.json", "checkpoint.safetensors"))
             hint = ", or --resume to continue the run saved there" if has_run else ""
-            raise OutputExistsError(f"{flag} {path} already exists and is not empty; pass --overwrite to replace "
-                                    f"its contents{hint}, or choose another path")
+            raise OutputExistsError(
+                f"{flag} {path} already exists and is not empty; pass --overwrite to replace "
+                f"its contents{hint}, or choose another path"
+            )
     elif path.exists():
         if path.stat().st_size > 0:
-            raise OutputExistsError(f"{flag} {path} already exists; pass --overwrite to replace it, "
-                                    "or choose another path")
+            raise OutputExistsError(
+                f"{flag} {path} already exists; pass --overwrite to replace it, or choose another path"
+            )
     return path

@@ -10,6 +10,7 @@ from edgeprune.core.errors import EdgePruneError
 class NodeNameError(EdgePruneError):
     """A node name that does not parse (a ValueError, as before, and a user-facing EdgePruneError)."""
 
+
 TOK = "tok"
 POS = "pos"
 OUT = "out"

@@ -200,11 +200,25 @@ class CompiledBench(_Bench):
         kl = self.kl_of(edges)
         cmp = compare(circuit, self.truth)
         n = self.graph.n_edges
-        self.circuits[key or method] = Circuit(edges=list(edges), model=self.graph.model,
-                                               meta={**circuit.meta, "method": method, "ablation": self.opts.ablation,
-                                                     "n_edges_total": n})
-        return Row(self.name, method, setting, len(edges), 1 - len(edges) / n, kl, agreement, cmp.exact,
-                   len(cmp.truth), clock.wall, clock.cpu, extra=extra)
+        self.circuits[key or method] = Circuit(
+            edges=list(edges),
+            model=self.graph.model,
+            meta={**circuit.meta, "method": method, "ablation": self.opts.ablation, "n_edges_total": n},
+        )
+        return Row(
+            self.name,
+            method,
+            setting,
+            len(edges),
+            1 - len(edges) / n,
+            kl,
+            agreement,
+            cmp.exact,
+            len(cmp.truth),
+            clock.wall,
+            clock.cpu,
+            extra=extra,
+        )
 
     # ----- methods -------------------------------------------------------------------
     def ep_config(self, steps: int | None, sparsity: float | None = None):
@@ -213,8 +227,14 @@ class CompiledBench(_Bench):
         over = {}
         if sparsity is not None:
             over = {"edge_target": sparsity, "edge_sparsity": sparsity}
-        return recovery_config(self.name, getattr(self.spec, "pruning", None), ablation=self.opts.ablation,
-                               seed=self.opts.seed, steps=steps, **over)
+        return recovery_config(
+            self.name,
+            getattr(self.spec, "pruning", None),
+            ablation=self.opts.ablation,
+            seed=self.opts.seed,
+            steps=steps,
+            **over,
+        )
 
     def run_ep(self, sparsity: float | None = None) -> Row:
         from edgeprune.pruning.train import Pruner
@@ -238,11 +258,21 @@ class CompiledBench(_Bench):
         outside = set(res.circuit.edges) - set(res.subset)
         if outside:  # the contract of HAP; a failure here is a bug, not a user error
             raise RuntimeError(f"HAP returned edges outside its kept subgraph: {sorted(outside)}")
-        setting = f"{o.hap_method} keep {o.hap_keep:g}, {cfg.steps} steps" + (f", sparsity {sparsity:g}" if sparsity is not None else "")
+        setting = f"{o.hap_method} keep {o.hap_keep:g}, {cfg.steps} steps" + (
+            f", sparsity {sparsity:g}" if sparsity is not None else ""
+        )
         key = None if sparsity is None else f"hap-sparsity-{sparsity:g}"
-        return self.row("hap", setting, res.circuit, clk, key, steps=cfg.steps,
-                        attribution_seconds=res.attribution_seconds, prune_seconds=res.prune_seconds,
-                        kept=len(res.subset))
+        return self.row(
+            "hap",
+            setting,
+            res.circuit,
+            clk,
+            key,
+            steps=cfg.steps,
+            attribution_seconds=res.attribution_seconds,
+            prune_seconds=res.prune_seconds,
+            kept=len(res.subset),
+        )
 
     def run_ranked(self, method: str) -> list[Row]:
         from edgeprune.pruning.attribution import edge_scores
@@ -264,8 +294,16 @@ class CompiledBench(_Bench):
             c = scores.top_k(int(round(n * i / CURVE_POINTS)))
             curve.append((1 - len(c) / n, self.kl_of(c.edges)))
         self.curves[method] = curve
-        rows = [self.row(method, f"smallest k with KL <= {o.kl_tol:g} x empty (k={k})", circuit, clk, k=k,
-                         curve=[list(p) for p in curve])]
+        rows = [
+            self.row(
+                method,
+                f"smallest k with KL <= {o.kl_tol:g} x empty (k={k})",
+                circuit,
+                clk,
+                k=k,
+                curve=[list(p) for p in curve],
+            )
+        ]
         for s in o.sparsities:
             with _Clock() as c2:
                 circ = scores.at_sparsity(s)
@@ -276,7 +314,9 @@ class CompiledBench(_Bench):
         from edgeprune.pruning.acdc import acdc
 
         with _Clock() as clk:
-            res = acdc(self.adapter, self.data, self.opts.ablation, self.opts.acdc_tau, relative=True, evaluator=self.ev)
+            res = acdc(
+                self.adapter, self.data, self.opts.ablation, self.opts.acdc_tau, relative=True, evaluator=self.ev
+            )
         return self.row("acdc", f"tau {self.opts.acdc_tau:g} x empty KL", res.circuit, clk, tested=res.tested)
 
     def run_all(self) -> list[Row]:
@@ -357,8 +397,10 @@ class LMBench(_Bench):
         self.data = prune_data(self.dataset.batch("train"), getattr(self.adapter, "device", "cpu"))
         self.split = next((s for s in ("test", "validation") if self.dataset.splits.get(s)), None)
         if self.split is None:
-            raise EdgePruneError(f"task {self.task} has no test or validation examples to score circuits on; "
-                                 "give some (--examples TRAIN,VAL,TEST, or \"split\" entries in the JSONL file)")
+            raise EdgePruneError(
+                f"task {self.task} has no test or validation examples to score circuits on; "
+                'give some (--examples TRAIN,VAL,TEST, or "split" entries in the JSONL file)'
+            )
         self.eval_batch = self.dataset.batch(self.split)
         names = TASK_METRICS[self.key]
         self.metric_name = next((n for n in names if n not in ("kl", "exact_match")), names[-1])
@@ -384,8 +426,13 @@ class LMBench(_Bench):
     def circuit(self, edges, method: str):
         from edgeprune.core.circuit import Circuit
 
-        meta = {"method": method, "ablation": self.opts.ablation, "n_edges_total": self.graph.n_edges,
-                "task": self.task, "source": self.loaded.source}  # model_id: stamped on the saved circuits only
+        meta = {
+            "method": method,
+            "ablation": self.opts.ablation,
+            "n_edges_total": self.graph.n_edges,
+            "task": self.task,
+            "source": self.loaded.source,
+        }  # model_id: stamped on the saved circuits only
         return Circuit(edges=list(edges), model=self.graph.model, meta=meta)
 
     def metrics(self, circuit) -> dict[str, float]:
@@ -398,23 +445,43 @@ class LMBench(_Bench):
         n = self.graph.n_edges
         circuit.meta["model_id"] = self.model_id  # after scoring: evaluate_circuit would hash the weights again
         self.circuits[key or method] = circuit
-        return Row(self.name, method, setting, len(circuit), 1 - len(circuit) / n, m["kl"], m.get("exact_match"),
-                   None, None, clock.wall, clock.cpu, extra={**extra, "metrics": m}, metric=m[self.metric_name],
-                   metric_name=self.metric_name)
+        return Row(
+            self.name,
+            method,
+            setting,
+            len(circuit),
+            1 - len(circuit) / n,
+            m["kl"],
+            m.get("exact_match"),
+            None,
+            None,
+            clock.wall,
+            clock.cpu,
+            extra={**extra, "metrics": m},
+            metric=m[self.metric_name],
+            metric_name=self.metric_name,
+        )
 
     def notes(self) -> list[str]:
         f, e = self.full_metrics, self.empty_metrics
         name = self.metric_name
-        return [f"{self.name}: circuits scored on the {self.split} split ({len(self.eval_batch)} examples), "
-                f"{self.opts.ablation} ablation, {self.graph.n_edges} edges; full model {name} {f[name]:.4g}; "
-                f"empty circuit KL {e['kl']:.4g}, {name} {e[name]:.4g}"]
+        return [
+            f"{self.name}: circuits scored on the {self.split} split ({len(self.eval_batch)} examples), "
+            f"{self.opts.ablation} ablation, {self.graph.n_edges} edges; full model {name} {f[name]:.4g}; "
+            f"empty circuit KL {e['kl']:.4g}, {name} {e[name]:.4g}"
+        ]
 
     # ----- methods -------------------------------------------------------------------
     def config(self, steps: int | None, sparsity: float):
         from edgeprune.pruning.language_models import lm_config
 
-        return lm_config(sparsity, steps=steps or LM_STEPS, batch_size=self.batch_size, ablation=self.opts.ablation,
-                         seed=self.opts.seed)
+        return lm_config(
+            sparsity,
+            steps=steps or LM_STEPS,
+            batch_size=self.batch_size,
+            ablation=self.opts.ablation,
+            seed=self.opts.seed,
+        )
 
     def run_ep(self, sparsity: float | None = None) -> Row:
         from edgeprune.pruning.language_models import cut_at_sparsity
@@ -426,8 +493,9 @@ class LMBench(_Bench):
             res = Pruner(self.adapter, self.data, cfg).run(progress=False)
             cut = cut_at_sparsity(res.masks, s)
         key = None if sparsity is None else f"ep-sparsity-{s:g}"
-        return self.row("ep", f"{cfg.steps} steps, sparsity {s:g}", self.circuit(cut.edges, "ep"), clk, key,
-                        steps=cfg.steps)
+        return self.row(
+            "ep", f"{cfg.steps} steps, sparsity {s:g}", self.circuit(cut.edges, "ep"), clk, key, steps=cfg.steps
+        )
 
     def run_hap(self, sparsity: float | None = None) -> Row:
         from edgeprune.pruning.hap import hap
@@ -438,8 +506,15 @@ class LMBench(_Bench):
         sub = _hap_subtarget(s, o.hap_keep, self.graph.n_edges)
         cfg = self.config(o.hap_steps or o.steps, sub)
         with _Clock() as clk:
-            res = hap(self.adapter, self.data, cfg, keep_fraction=o.hap_keep, method=o.hap_method, metric=self.answer,
-                      ig_steps=o.ig_steps)
+            res = hap(
+                self.adapter,
+                self.data,
+                cfg,
+                keep_fraction=o.hap_keep,
+                method=o.hap_method,
+                metric=self.answer,
+                ig_steps=o.ig_steps,
+            )
             cut = cut_at_sparsity(res.prune.masks, sub)  # the masks cover the kept edges only
         outside = set(cut.edges) - set(res.subset)
         if outside:  # the contract of HAP; a failure here is a bug, not a user error
@@ -447,9 +522,17 @@ class LMBench(_Bench):
         key = None if sparsity is None else f"hap-sparsity-{s:g}"
         self.subsets[key or "hap"] = list(res.subset)
         setting = f"{o.hap_method} keep {o.hap_keep:g}, {cfg.steps} steps, sparsity {s:g}"
-        return self.row("hap", setting, self.circuit(cut.edges, "hap"), clk, key, steps=cfg.steps,
-                        attribution_seconds=res.attribution_seconds, prune_seconds=res.prune_seconds,
-                        kept=len(res.subset))
+        return self.row(
+            "hap",
+            setting,
+            self.circuit(cut.edges, "hap"),
+            clk,
+            key,
+            steps=cfg.steps,
+            attribution_seconds=res.attribution_seconds,
+            prune_seconds=res.prune_seconds,
+            kept=len(res.subset),
+        )
 
     def run_ranked(self, method: str) -> list[Row]:
         from edgeprune.pruning.attribution import edge_scores
@@ -461,21 +544,38 @@ class LMBench(_Bench):
             return k, scores.top_edges(k)
 
         with _Clock() as clk:
-            scores = edge_scores(self.adapter, self.data, method, o.ablation, self.answer, steps=o.ig_steps,
-                                 batch_size=self.batch_size)
+            scores = edge_scores(
+                self.adapter, self.data, method, o.ablation, self.answer, steps=o.ig_steps, batch_size=self.batch_size
+            )
             k, edges = top(self.target)
         curve = []
         for i in range(LM_CURVE_POINTS + 1):
             kk = int(round(n * i / LM_CURVE_POINTS))
             curve.append((1 - kk / n, self.metrics(self.circuit(scores.top_edges(kk), method))["kl"]))
         self.curves[method] = curve
-        rows = [self.row(method, f"top-k at sparsity {self.target:g} (k={k})", self.circuit(edges, method), clk, k=k,
-                         curve=[list(p) for p in curve])]
+        rows = [
+            self.row(
+                method,
+                f"top-k at sparsity {self.target:g} (k={k})",
+                self.circuit(edges, method),
+                clk,
+                k=k,
+                curve=[list(p) for p in curve],
+            )
+        ]
         for s in o.sparsities:
             with _Clock() as c2:
                 k, edges = top(s)
-            rows.append(self.row(method, f"top-k at sparsity {s:g} (k={k})", self.circuit(edges, method), c2,
-                                 f"{method}-sparsity-{s:g}", k=k))
+            rows.append(
+                self.row(
+                    method,
+                    f"top-k at sparsity {s:g} (k={k})",
+                    self.circuit(edges, method),
+                    c2,
+                    f"{method}-sparsity-{s:g}",
+                    k=k,
+                )
+            )
         return rows
 
     def run_acdc(self) -> Row:
@@ -485,12 +585,20 @@ class LMBench(_Bench):
         with _Clock() as clk:  # the evaluator is ACDC's own cost here: no other method uses it
             ev = self.scorer  # built here, the first time: its cost is ACDC's
             res = acdc(self.adapter, self.data, o.ablation, o.acdc_tau, relative=True, evaluator=ev)
-        return self.row("acdc", f"tau {o.acdc_tau:g} x empty KL", self.circuit(res.circuit.edges, "acdc"), clk,
-                        tested=res.tested)
+        return self.row(
+            "acdc", f"tau {o.acdc_tau:g} x empty KL", self.circuit(res.circuit.edges, "acdc"), clk, tested=res.tested
+        )
 
 
-def save(rows: list[Row], out: Path, ablation: str, title: str, plot_it: bool, notes: list[str] | None = None,
-         per_program: bool = False) -> tuple[str, bool]:
+def save(
+    rows: list[Row],
+    out: Path,
+    ablation: str,
+    title: str,
+    plot_it: bool,
+    notes: list[str] | None = None,
+    per_program: bool = False,
+) -> tuple[str, bool]:
     """table.md, table.csv, rows.json (and the plot when asked and matplotlib is there) in ``out``;
     returns table.md's text and whether the plot was drawn."""
     text = report.write_tables(rows, out, ablation, notes, per_program)
@@ -521,8 +629,7 @@ def read_rows(path: Path) -> list[Row]:
         except (ValueError, TypeError, AttributeError):
             bad += 1
     if bad:
-        print(f"compare-methods: skipped {bad} unreadable line(s) of {path}; their programs run again",
-              file=sys.stderr)
+        print(f"compare-methods: skipped {bad} unreadable line(s) of {path}; their programs run again", file=sys.stderr)
     return rows
 
 
@@ -532,8 +639,14 @@ def registry_order(rows: list[Row]) -> list[Row]:
 
     prog = {n: i for i, n in enumerate(program_names())}
     meth: dict[str, int] = {m: i for i, m in enumerate(METHOD_NAMES)}
-    return sorted(rows, key=lambda r: (prog.get(r.program, len(prog)), r.program if r.program not in prog else "",
-                                       meth.get(r.method, len(meth))))
+    return sorted(
+        rows,
+        key=lambda r: (
+            prog.get(r.program, len(prog)),
+            r.program if r.program not in prog else "",
+            meth.get(r.method, len(meth)),
+        ),
+    )
 
 
 def _program_job(job: dict) -> list[dict]:
@@ -549,8 +662,17 @@ def _program_job(job: dict) -> list[dict]:
 
 
 def _lost_job(job: dict) -> list[dict]:
-    return [asdict(Row(job["name"], "-", "", error="a worker process died (killed, e.g. out of memory) before this "
-                                                   "program finished, twice; rerun with --resume and fewer --jobs"))]
+    return [
+        asdict(
+            Row(
+                job["name"],
+                "-",
+                "",
+                error="a worker process died (killed, e.g. out of memory) before this "
+                "program finished, twice; rerun with --resume and fewer --jobs",
+            )
+        )
+    ]
 
 
 def _check_options(out: Path, opts: Options, resume: bool) -> None:
@@ -565,14 +687,23 @@ def _check_options(out: Path, opts: Options, resume: bool) -> None:
         diff = [k for k in now if k in before and before[k] != now[k]]
         if diff:
             was = ", ".join(f"--{k} {before[k]}" for k in diff)
-            raise EdgePruneError(f"--resume: the rows in {out} were made with {was}, this run has "
-                                 f"{', '.join(f'--{k} {now[k]}' for k in diff)}; resume with the same options or "
-                                 "choose another --out")
+            raise EdgePruneError(
+                f"--resume: the rows in {out} were made with {was}, this run has "
+                f"{', '.join(f'--{k} {now[k]}' for k in diff)}; resume with the same options or "
+                "choose another --out"
+            )
     path.write_text(json.dumps(now) + "\n")
 
 
-def run_programs(names: list[str], opts: Options, out: Path, resume: bool = False, jobs: int = 1, plot_it: bool = True,
-                 progress: bool = False) -> list[Row]:
+def run_programs(
+    names: list[str],
+    opts: Options,
+    out: Path,
+    resume: bool = False,
+    jobs: int = 1,
+    plot_it: bool = True,
+    progress: bool = False,
+) -> list[Row]:
     """Every program's rows appended to OUT/rows.jsonl as it finishes; returns old (resumed) and new rows in
     registry order."""
     from tqdm import tqdm
@@ -599,8 +730,10 @@ def run_programs(names: list[str], opts: Options, out: Path, resume: bool = Fals
     if resume:
         print(f"compare-methods: {len(rows)} row(s) kept from {path}; {len(todo)} program(s) to run", file=sys.stderr)
     mode = "a" if resume else "w"
-    with path.open(mode) as f, tqdm(total=len(todo), desc="compare-methods", file=sys.stderr,
-                                    disable=not progress) as bar:
+    with (
+        path.open(mode) as f,
+        tqdm(total=len(todo), desc="compare-methods", file=sys.stderr, disable=not progress) as bar,
+    ):
         if mode == "a" and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
             f.write("\n")  # a line cut short by a killed run stays on its own (and is skipped when read)
         for i, result in run_jobs(_program_job, todo, jobs, lost=_lost_job):
@@ -613,8 +746,11 @@ def run_programs(names: list[str], opts: Options, out: Path, resume: bool = Fals
             bar.update(1)
             if plot_it and any(not r.error for r in new):
                 (out / name).mkdir(exist_ok=True)
-                plot_it = report.try_plot([r for r in rows if r.program == name], out / name / "kl_vs_sparsity.png",
-                                          f"{name} ({opts.ablation} ablation)")  # False: no matplotlib, stop trying
+                plot_it = report.try_plot(
+                    [r for r in rows if r.program == name],
+                    out / name / "kl_vs_sparsity.png",
+                    f"{name} ({opts.ablation} ablation)",
+                )  # False: no matplotlib, stop trying
     return registry_order(rows)
 
 
@@ -628,8 +764,9 @@ class Comparison:
     plotted: bool
 
 
-def compare_program(target: str, opts: Options, out: Path, plot_it: bool = True,
-                    program: dict | None = None) -> Comparison:
+def compare_program(
+    target: str, opts: Options, out: Path, plot_it: bool = True, program: dict | None = None
+) -> Comparison:
     """One compiled program (a name, a program reference or a model directory): rows, tables, plot, circuits."""
     bench = CompiledBench(target, opts, program)
     rows = bench.run_all()
@@ -638,8 +775,16 @@ def compare_program(target: str, opts: Options, out: Path, plot_it: bool = True,
     return Comparison(rows, text, drawn)
 
 
-def compare_language_model(model: str, task: str, opts: Options, out: Path, plot_it: bool = True, sizes=None,
-                           dtype: str = "float32", device: str = "cpu") -> Comparison:
+def compare_language_model(
+    model: str,
+    task: str,
+    opts: Options,
+    out: Path,
+    plot_it: bool = True,
+    sizes=None,
+    dtype: str = "float32",
+    device: str = "cpu",
+) -> Comparison:
     """A language model on a task: rows scored on the held-out split, tables, plot, circuits."""
     bench = LMBench(model, task, opts, sizes, dtype, device)
     rows = bench.run_all()
@@ -648,8 +793,15 @@ def compare_language_model(model: str, task: str, opts: Options, out: Path, plot
     return Comparison(rows, text, drawn)
 
 
-def compare_programs(names: list[str], opts: Options, out: Path, resume: bool = False, jobs: int = 1,
-                     plot_it: bool = True, progress: bool = False) -> Comparison:
+def compare_programs(
+    names: list[str],
+    opts: Options,
+    out: Path,
+    resume: bool = False,
+    jobs: int = 1,
+    plot_it: bool = True,
+    progress: bool = False,
+) -> Comparison:
     """Several programs: rows.jsonl as they finish (``resume`` continues it), a plot per program, one table."""
     rows = run_programs(names, opts, out, resume, jobs, plot_it, progress)
     text, _ = save(rows, out, opts.ablation, "", False, per_program=True)

@@ -13,8 +13,21 @@ from pathlib import Path
 
 from edgeprune.usecases.methods import METHODS, Row
 
-COLUMNS = ("program", "method", "setting", "edges", "sparsity", "kl", "agreement", "exact", "truth_edges", "seconds",
-           "cpu_seconds", "metric", "metric_name")
+COLUMNS = (
+    "program",
+    "method",
+    "setting",
+    "edges",
+    "sparsity",
+    "kl",
+    "agreement",
+    "exact",
+    "truth_edges",
+    "seconds",
+    "cpu_seconds",
+    "metric",
+    "metric_name",
+)
 #: what to print when the picture cannot be drawn
 PLOT_HINT = "matplotlib is not installed, so no plot was drawn; pip install 'edgeprune[plot]' to get it"
 
@@ -37,8 +50,15 @@ def _fmt(v, key: str) -> str:
 
 def markdown_table(rows: list[Row], ablation: str) -> str:
     """One line per row; the exact/truth columns only with a ground truth, the metric column only with a task."""
-    cols = [("program", "program"), ("method", "method"), ("setting", "setting"), ("edges", "edges"),
-            ("sparsity", "sparsity"), ("kl", f"KL ({ablation})"), ("agreement", "agreement")]
+    cols = [
+        ("program", "program"),
+        ("method", "method"),
+        ("setting", "setting"),
+        ("edges", "edges"),
+        ("sparsity", "sparsity"),
+        ("kl", f"KL ({ablation})"),
+        ("agreement", "agreement"),
+    ]
     names = sorted({r.metric_name for r in rows if r.metric_name})
     if names:
         cols.append(("metric", names[0] if len(names) == 1 else "metric"))
@@ -119,11 +139,12 @@ def hap_vs_ep(rows: list[Row]) -> str:
     te, th = sum(e.seconds or 0.0 for e, _ in pairs), sum(h.seconds or 0.0 for _, h in pairs)  # set on rows
     ce, ch = sum(e.cpu_seconds or 0.0 for e, _ in pairs), sum(h.cpu_seconds or 0.0 for _, h in pairs)  # without errors
     better = sum((h.kl or 0.0) <= (e.kl or 0.0) + 1e-9 for e, h in pairs)
-    text = (f"HAP vs EP on {len(pairs)} program(s): wall {th:.1f} s vs {te:.1f} s (ratio {th / max(te, 1e-9):.2f}), "
-            f"cpu {ch:.1f} s vs {ce:.1f} s (ratio {ch / max(ce, 1e-9):.2f}); HAP KL <= EP KL on {better}/{len(pairs)}")
+    text = (
+        f"HAP vs EP on {len(pairs)} program(s): wall {th:.1f} s vs {te:.1f} s (ratio {th / max(te, 1e-9):.2f}), "
+        f"cpu {ch:.1f} s vs {ce:.1f} s (ratio {ch / max(ce, 1e-9):.2f}); HAP KL <= EP KL on {better}/{len(pairs)}"
+    )
     if any(e.exact is not None for e, _ in pairs):
-        text += (f"; exact: HAP {sum(bool(h.exact) for _, h in pairs)}, "
-                 f"EP {sum(bool(e.exact) for e, _ in pairs)}")
+        text += f"; exact: HAP {sum(bool(h.exact) for _, h in pairs)}, EP {sum(bool(e.exact) for e, _ in pairs)}"
     return text
 
 
@@ -158,8 +179,15 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
         if pts:
             xs, ys = zip(*pts)
             st = entry.style  # sizes and hollow markers keep overlapping points visible
-            ax.plot(xs, [max(y, floor) for y in ys], st.marker + ("--" if len(pts) > 1 else ""), color=st.color,
-                    label=m, markersize=st.size, markerfacecolor="none" if st.hollow else st.color)
+            ax.plot(
+                xs,
+                [max(y, floor) for y in ys],
+                st.marker + ("--" if len(pts) > 1 else ""),
+                color=st.color,
+                label=m,
+                markersize=st.size,
+                markerfacecolor="none" if st.hollow else st.color,
+            )
     ax.set_yscale("log")
     ax.set_xlabel("edge sparsity")
     ax.set_ylabel(f"KL to the full model (floored at {floor:g})")
@@ -195,8 +223,9 @@ def render(rows: list[Row], ablation: str, notes: list[str] | None = None, per_p
     return "\n\n".join(parts) + "\n\n" + "\n".join(lines) + "\n"
 
 
-def write_tables(rows: list[Row], out: Path, ablation: str, notes: list[str] | None = None,
-                 per_program: bool = False) -> str:
+def write_tables(
+    rows: list[Row], out: Path, ablation: str, notes: list[str] | None = None, per_program: bool = False
+) -> str:
     """table.md, table.csv and rows.json in ``out``; returns table.md's text."""
     out.mkdir(parents=True, exist_ok=True)
     text = render(rows, ablation, notes, per_program)

@@ -133,19 +133,45 @@ def _acdc(bench: Bench) -> list[Row]:
 METHODS: dict[str, MethodEntry] = {
     e.name: e
     for e in (
-        MethodEntry("ep", "trains hard-concrete edge masks against KL to the full model (Edge Pruning)",
-                    "the trained masks' cut (recovery settings on programs; the target sparsity on language models)",
-                    _trained("run_ep"), Style("tab:blue", "o", 11, hollow=True), trained=True),
-        MethodEntry("hap", "attribution keeps a fraction of the edges, then Edge Pruning trains inside them",
-                    "the trained masks' cut within the kept subgraph", _trained("run_hap"),
-                    Style("tab:orange", "s", 8, hollow=True), trained=True),
-        MethodEntry("eap", "edge attribution patching: one gradient of the metric per edge",
-                    "top-k: the smallest k within --kl-tol of the full model (programs), the target sparsity (LMs)",
-                    _ranked("eap"), Style("tab:green", "^", 7), curve=True),
-        MethodEntry("eap-ig", "EAP with integrated gradients (--ig-steps points)", "as eap", _ranked("eap-ig"),
-                    Style("tab:red", "v", 7), curve=True),
-        MethodEntry("acdc", "greedy removal of edges, last reader first, while KL rises by at most tau",
-                    "tau = --acdc-tau times the empty circuit's KL", _acdc, Style("tab:purple", "x", 9)),
+        MethodEntry(
+            "ep",
+            "trains hard-concrete edge masks against KL to the full model (Edge Pruning)",
+            "the trained masks' cut (recovery settings on programs; the target sparsity on language models)",
+            _trained("run_ep"),
+            Style("tab:blue", "o", 11, hollow=True),
+            trained=True,
+        ),
+        MethodEntry(
+            "hap",
+            "attribution keeps a fraction of the edges, then Edge Pruning trains inside them",
+            "the trained masks' cut within the kept subgraph",
+            _trained("run_hap"),
+            Style("tab:orange", "s", 8, hollow=True),
+            trained=True,
+        ),
+        MethodEntry(
+            "eap",
+            "edge attribution patching: one gradient of the metric per edge",
+            "top-k: the smallest k within --kl-tol of the full model (programs), the target sparsity (LMs)",
+            _ranked("eap"),
+            Style("tab:green", "^", 7),
+            curve=True,
+        ),
+        MethodEntry(
+            "eap-ig",
+            "EAP with integrated gradients (--ig-steps points)",
+            "as eap",
+            _ranked("eap-ig"),
+            Style("tab:red", "v", 7),
+            curve=True,
+        ),
+        MethodEntry(
+            "acdc",
+            "greedy removal of edges, last reader first, while KL rises by at most tau",
+            "tau = --acdc-tau times the empty circuit's KL",
+            _acdc,
+            Style("tab:purple", "x", 9),
+        ),
     )
 }
 assert tuple(METHODS) == METHOD_NAMES, "every method named in edgeprune.core.options has an entry here"

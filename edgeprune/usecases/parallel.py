@@ -9,7 +9,8 @@ its unfinished jobs get one fresh pool before they are reported as lost.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from edgeprune.core.errors import EdgePruneError
 
@@ -20,8 +21,9 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int = 1,
-             lost: Callable[[Any], Any] | None = None) -> Iterator[tuple[int, Any]]:
+def run_jobs(
+    fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int = 1, lost: Callable[[Any], Any] | None = None
+) -> Iterator[tuple[int, Any]]:
     """``fn(job)`` for every job, ``workers`` at a time; yields ``(index, result)`` in completion order.
 
     ``fn`` must be a module-level function and jobs and results plain data (they cross process

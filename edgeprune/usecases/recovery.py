@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 
 from edgeprune.compiled.model import CompiledTransformer
+from edgeprune.core.circuit import Circuit
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.pruning.adapters.compiled import CompiledAdapter
 from edgeprune.pruning.data import Corrupt, build_data, shuffle_corruption
 from edgeprune.pruning.defaults import recovery_config
 from edgeprune.pruning.train import PruneConfig, PruneData, Pruner
-from edgeprune.core.circuit import Circuit
 from edgeprune.verify.compare import Comparison, compare
 from edgeprune.verify.verdict import Verdict
 
@@ -48,11 +49,21 @@ class RecoveryResult:
 
     def to_dict(self) -> dict:
         judged = self.judgement.to_dict() if self.judgement is not None else {"verdict": self.verdict}
-        return {"program": self.name, "ablation": self.ablation, "seed": self.seed, **self.comparison.to_dict(),
-                **judged, "truth_rule": self.truth.meta.get("rule", "static"),
-                "edges": len(self.comparison.recovered), "truth_edges": len(self.comparison.truth),
-                "layers": self.layers, "graph_edges": self.graph_edges,
-                "steps": self.steps, "seconds": round(self.seconds, 3), "total_seconds": round(self.total_seconds, 3)}
+        return {
+            "program": self.name,
+            "ablation": self.ablation,
+            "seed": self.seed,
+            **self.comparison.to_dict(),
+            **judged,
+            "truth_rule": self.truth.meta.get("rule", "static"),
+            "edges": len(self.comparison.recovered),
+            "truth_edges": len(self.comparison.truth),
+            "layers": self.layers,
+            "graph_edges": self.graph_edges,
+            "steps": self.steps,
+            "seconds": round(self.seconds, 3),
+            "total_seconds": round(self.total_seconds, 3),
+        }
 
 
 def _registry_spec(name: str) -> Any | None:
@@ -77,8 +88,14 @@ def _own_settings(spec: Any, model: CompiledTransformer) -> Any:
     return with_settings(spec, vocab, meta.max_seq_len)
 
 
-def load_target(target: str, vocab: Sequence[Any] | None = None, max_seq_len: int | None = None, *,
-                causal: bool = False, compiler: str = "own") -> tuple[CompiledTransformer, Any | None, Path | None]:
+def load_target(
+    target: str,
+    vocab: Sequence[Any] | None = None,
+    max_seq_len: int | None = None,
+    *,
+    causal: bool = False,
+    compiler: str = "own",
+) -> tuple[CompiledTransformer, Any | None, Path | None]:
     """(model, program spec or None, directory or None) for a program name, a program reference or a model dir.
 
     A model directory is recovered on its own vocab and length: a registry
@@ -120,8 +137,9 @@ def training_inputs(model: CompiledTransformer, spec: Any | None, directory: Pat
     from edgeprune.verify.checker import enumerate_inputs
 
     meta = model.metadata
-    return enumerate_inputs(meta.vocab, meta.max_seq_len, meta.extra.get("input_constraint"),
-                            limit=MAX_ENUMERATED, seed=seed)
+    return enumerate_inputs(
+        meta.vocab, meta.max_seq_len, meta.extra.get("input_constraint"), limit=MAX_ENUMERATED, seed=seed
+    )
 
 
 def prepare(target: str, ablation: str, seed: int, **program: Any) -> tuple[CompiledTransformer, Any | None, PruneData]:
@@ -133,20 +151,44 @@ def prepare(target: str, ablation: str, seed: int, **program: Any) -> tuple[Comp
     return model, spec, build_data(model, inputs, corrupt, seed)
 
 
-def recover(target: str, ablation: str = "zero", seed: int = 0, steps: int | None = None,
-            run_dir: str | Path | None = None, resume: bool = False, progress: bool = False, *,
-            vocab: Sequence[Any] | None = None, max_seq_len: int | None = None, causal: bool = False,
-            compiler: str = "own", **overrides: Any) -> RecoveryResult:
+def recover(
+    target: str,
+    ablation: str = "zero",
+    seed: int = 0,
+    steps: int | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    *,
+    vocab: Sequence[Any] | None = None,
+    max_seq_len: int | None = None,
+    causal: bool = False,
+    compiler: str = "own",
+    **overrides: Any,
+) -> RecoveryResult:
     """Prune ``target`` (program name, ``file.py:function`` reference or model directory) and compare with its
     ground truth; ``vocab``/``max_seq_len`` override a program's own, ``compiler`` is ``own`` or ``tracr``."""
     t0 = time.perf_counter()
-    model, spec, data = prepare(target, ablation, seed, vocab=vocab, max_seq_len=max_seq_len, causal=causal,
-                                compiler=compiler)
+    model, spec, data = prepare(
+        target, ablation, seed, vocab=vocab, max_seq_len=max_seq_len, causal=causal, compiler=compiler
+    )
     name = spec.name if spec is not None else model.metadata.name
     overrides.setdefault("alternatives", known_alternatives(spec, ablation))
     overrides.setdefault("tolerated", tolerated_edges(spec))
-    return _prune_and_compare(model, data, name, getattr(spec, "pruning", None), ablation, seed, steps, run_dir,
-                              resume, progress, t0, overrides)
+    return _prune_and_compare(
+        model,
+        data,
+        name,
+        getattr(spec, "pruning", None),
+        ablation,
+        seed,
+        steps,
+        run_dir,
+        resume,
+        progress,
+        t0,
+        overrides,
+    )
 
 
 def tolerated_edges(spec: Any | None) -> list[tuple[str, str]]:
@@ -192,10 +234,20 @@ class ProgramRecovery:
         return "exact" if self.exact else "not exact"
 
 
-def recover_program(program: Any, vocab: Sequence[Any] | None = None, max_seq_len: int | None = None,
-                    ablation: str = "zero", seed: int = 0, steps: int | None = None, *, name: str = "program",
-                    causal: bool = False, compiler: str = "own", check_truth: bool = True,
-                    **overrides: Any) -> ProgramRecovery:
+def recover_program(
+    program: Any,
+    vocab: Sequence[Any] | None = None,
+    max_seq_len: int | None = None,
+    ablation: str = "zero",
+    seed: int = 0,
+    steps: int | None = None,
+    *,
+    name: str = "program",
+    causal: bool = False,
+    compiler: str = "own",
+    check_truth: bool = True,
+    **overrides: Any,
+) -> ProgramRecovery:
     """Compile a program object, check its ground truth, prune it and compare: recovery without the registry.
 
     ``program`` is a RASP SOp (``edgeprune.programs.rasp``, or Tracr's ``rasp`` with
@@ -220,15 +272,27 @@ def recover_program(program: Any, vocab: Sequence[Any] | None = None, max_seq_le
         tracr_object = (type(spec.program).__module__ or "").startswith("tracr.")
         corrupt = shuffle_corruption(inputs) if tracr_object else spec.corrupt
     data = build_data(model, inputs, corrupt, seed)
-    result = _prune_and_compare(model, data, spec.name, spec.pruning or None, ablation, seed, steps, None, False,
-                                False, t0, overrides)
+    result = _prune_and_compare(
+        model, data, spec.name, spec.pruning or None, ablation, seed, steps, None, False, False, t0, overrides
+    )
     return ProgramRecovery(model, spec, truth_check, result)
 
 
-def recover_model(model: CompiledTransformer, inputs: Sequence[Sequence[Any]], ablation: str = "zero",
-                  seed: int = 0, steps: int | None = None, *, name: str | None = None,
-                  corrupt: Corrupt | None = None, pruning: dict | None = None, run_dir: str | Path | None = None,
-                  resume: bool = False, progress: bool = False, **overrides: Any) -> RecoveryResult:
+def recover_model(
+    model: CompiledTransformer,
+    inputs: Sequence[Sequence[Any]],
+    ablation: str = "zero",
+    seed: int = 0,
+    steps: int | None = None,
+    *,
+    name: str | None = None,
+    corrupt: Corrupt | None = None,
+    pruning: dict | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    **overrides: Any,
+) -> RecoveryResult:
     """``recover`` for a model built in memory (e.g. a generated program) trained on the given inputs.
 
     Why: programs that are neither registered nor saved (random-program recovery)
@@ -240,13 +304,36 @@ def recover_model(model: CompiledTransformer, inputs: Sequence[Sequence[Any]], a
     if ablation == "interchange" and corrupt is None:
         corrupt = shuffle_corruption(inputs)
     data = build_data(model, inputs, corrupt if ablation == "interchange" else None, seed)
-    return _prune_and_compare(model, data, name or model.metadata.name, pruning, ablation, seed, steps, run_dir,
-                              resume, progress, t0, overrides)
+    return _prune_and_compare(
+        model,
+        data,
+        name or model.metadata.name,
+        pruning,
+        ablation,
+        seed,
+        steps,
+        run_dir,
+        resume,
+        progress,
+        t0,
+        overrides,
+    )
 
 
-def _prune_and_compare(model: CompiledTransformer, data: PruneData, name: str, spec_pruning: dict | None,
-                       ablation: str, seed: int, steps: int | None, run_dir: str | Path | None, resume: bool,
-                       progress: bool, t0: float, overrides: dict) -> RecoveryResult:
+def _prune_and_compare(
+    model: CompiledTransformer,
+    data: PruneData,
+    name: str,
+    spec_pruning: dict | None,
+    ablation: str,
+    seed: int,
+    steps: int | None,
+    run_dir: str | Path | None,
+    resume: bool,
+    progress: bool,
+    t0: float,
+    overrides: dict,
+) -> RecoveryResult:
     from edgeprune.verify.checker import Oracle, model_inputs
     from edgeprune.verify.verdict import checked_ground_truth, judge
 
@@ -265,15 +352,29 @@ def _prune_and_compare(model: CompiledTransformer, data: PruneData, name: str, s
     oracle = Oracle(model, ablation, model_inputs(model, limit=MAX_ENUMERATED))
     truth = checked_ground_truth(model, ablation, oracle=oracle, tolerated=tolerated)
     comparison = compare(result.circuit, truth)
-    judgement = judge(model, result.circuit, truth, ablation, oracle=oracle, comparison=comparison,
-                      alternatives=alternatives)
-    return RecoveryResult(name, ablation, seed, comparison, result.circuit, truth, result.steps, result.seconds,
-                          time.perf_counter() - t0, config, layers=model.config.n_layers,
-                          graph_edges=adapter.graph.n_edges, judgement=judgement)
+    judgement = judge(
+        model, result.circuit, truth, ablation, oracle=oracle, comparison=comparison, alternatives=alternatives
+    )
+    return RecoveryResult(
+        name,
+        ablation,
+        seed,
+        comparison,
+        result.circuit,
+        truth,
+        result.steps,
+        result.seconds,
+        time.perf_counter() - t0,
+        config,
+        layers=model.config.n_layers,
+        graph_edges=adapter.graph.n_edges,
+        judgement=judgement,
+    )
 
 
-def recover_recipe(recipe: dict, ablation: str = "zero", seed: int = 0, steps: int | None = None,
-                   **overrides: Any) -> RecoveryResult:
+def recover_recipe(
+    recipe: dict, ablation: str = "zero", seed: int = 0, steps: int | None = None, **overrides: Any
+) -> RecoveryResult:
     """Recover a generated program (``programs.random_programs`` recipe), trained on every input."""
     from edgeprune.compiled.compiler import compile_program
     from edgeprune.programs import random_programs
@@ -311,9 +412,13 @@ def _recover_job(job: dict) -> dict:
 
 
 def _lost_row(job: dict) -> dict:
-    return {"program": job.get("label") or job.get("target") or "random_program", "exact": False, "verdict": "error",
-            "error": "a worker process died (killed, e.g. out of memory) before this program finished, twice; "
-                     "rerun it alone or with fewer --jobs"}
+    return {
+        "program": job.get("label") or job.get("target") or "random_program",
+        "exact": False,
+        "verdict": "error",
+        "error": "a worker process died (killed, e.g. out of memory) before this program finished, twice; "
+        "rerun it alone or with fewer --jobs",
+    }
 
 
 def recover_many(jobs_: Sequence[dict], jobs: int = 1) -> Iterator[tuple[int, dict]]:

@@ -9,12 +9,13 @@ numbers for tools.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from edgeprune.core.errors import EdgePruneError
 from edgeprune.core import names
 from edgeprune.core.circuit import Circuit
+from edgeprune.core.errors import EdgePruneError
 
 CIRCUITS = "circuits"
 MAX_LISTED = 6  # edges listed per side in a row's diff; the rest is counted
@@ -79,8 +80,9 @@ def _draw(row: dict, directory: Path, fmt: str) -> list[str]:
     return links
 
 
-def write_report(rows: Sequence[dict], directory: str | Path, meta: dict[str, Any], fmt: str = "png",
-                 draw: bool = True) -> Path:
+def write_report(
+    rows: Sequence[dict], directory: str | Path, meta: dict[str, Any], fmt: str = "png", draw: bool = True
+) -> Path:
     """Write ``README.md``, ``results.json`` and ``circuits/`` to ``directory``; returns the README path.
 
     ``rows`` are ``edgeprune.usecases.recovery.summary_row`` dicts (or ``{"program", "exact": False, "error"}``), in the

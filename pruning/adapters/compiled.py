@@ -7,8 +7,8 @@ import hashlib
 import torch
 
 from edgeprune.compiled.model import CompiledTransformer
-from edgeprune.pruning.adapter import ModelAdapter
 from edgeprune.core.graph import ComputationalGraph
+from edgeprune.pruning.adapter import ModelAdapter
 
 
 class CompiledAdapter(ModelAdapter):

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from edgeprune.core.errors import EdgePruneError
-from edgeprune.pruning.adapters.hf_loading import HFAdapterBase
-from edgeprune.core.graph import ComputationalGraph
 from edgeprune.core import names
+from edgeprune.core.errors import EdgePruneError
+from edgeprune.core.graph import ComputationalGraph
+from edgeprune.pruning.adapters.hf_loading import HFAdapterBase
 
 
 class GPT2Adapter(HFAdapterBase):
@@ -53,12 +53,13 @@ class GPT2Adapter(HFAdapterBase):
         """(D, H, dh) weight and (H, dh) bias of q (part 0), k (1) or v (2) in layer ``layer``."""
         c_attn = self.tf.h[layer].attn.c_attn
         D, H, dh = self.D, self.H, self.dh
-        w = c_attn.weight[:, part * D:(part + 1) * D].reshape(D, H, dh)
-        b = c_attn.bias[part * D:(part + 1) * D].reshape(H, dh)
+        w = c_attn.weight[:, part * D : (part + 1) * D].reshape(D, H, dh)
+        b = c_attn.bias[part * D : (part + 1) * D].reshape(H, dh)
         return w, b
 
-    def _attention_block(self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor,
-                         key_mask: torch.Tensor | None) -> torch.Tensor:
+    def _attention_block(
+        self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         block = self.tf.h[layer]
         projected = []
         for part, x in enumerate((xq, xk, xv)):
@@ -75,8 +76,9 @@ class GPT2Adapter(HFAdapterBase):
         heads = torch.einsum("bhte,hed->bhtd", z, w_o) + c_proj.bias / self.H
         return self._out(heads)
 
-    def attention(self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor,
-                  key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def attention(
+        self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self._maybe_checkpoint(self._attention_block, layer, xq, xk, xv, key_mask)
 
     def _mlp_block(self, layer: int, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +98,7 @@ def _scaling(attn) -> float:
     scaling = getattr(attn, "scaling", None)
     if scaling is not None:
         return float(scaling)
-    value = attn.head_dim ** -0.5 if attn.scale_attn_weights else 1.0
+    value = attn.head_dim**-0.5 if attn.scale_attn_weights else 1.0
     if attn.scale_attn_by_inverse_layer_idx:
         value /= float(attn.layer_idx + 1)
     return value

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -28,16 +29,29 @@ SUPPORTED_ARCHITECTURES: dict[str, tuple[str, str]] = {
 }
 
 _DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32, "fp32": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16,
-    "float64": torch.float64, "fp64": torch.float64,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "float64": torch.float64,
+    "fp64": torch.float64,
 }
 
 
 #: config keys that say how a model was loaded, not which model it is
-_NOT_FINGERPRINTED = frozenset({"_name_or_path", "dtype", "torch_dtype", "_attn_implementation_autoset",
-                                "attn_implementation", "_attn_implementation", "transformers_version"})
+_NOT_FINGERPRINTED = frozenset(
+    {
+        "_name_or_path",
+        "dtype",
+        "torch_dtype",
+        "_attn_implementation_autoset",
+        "attn_implementation",
+        "_attn_implementation",
+        "transformers_version",
+    }
+)
 
 
 class HFModel(NamedTuple):
@@ -69,9 +83,14 @@ def dtype_keyword() -> str:
     return "dtype" if major_minor >= (4, 56) else "torch_dtype"
 
 
-def load_hf_model(name_or_dir: str | Path, dtype: str | torch.dtype = "float32", device: str | torch.device = "cpu",
-                  tokenizer: bool = True, attn_implementation: str | None = "eager",
-                  local_files_only: bool | None = None) -> HFModel:
+def load_hf_model(
+    name_or_dir: str | Path,
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
+    tokenizer: bool = True,
+    attn_implementation: str | None = "eager",
+    local_files_only: bool | None = None,
+) -> HFModel:
     """``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained`` on a hub id or a local directory.
 
     The model is put in eval mode (no dropout: pruning compares deterministic runs).
@@ -101,7 +120,7 @@ def load_hf_model(name_or_dir: str | Path, dtype: str | torch.dtype = "float32",
             f"could not load a causal LM from {where} {src}: {exc}. Check the path (config.json and weights), "
             "or, for a hub id, that the machine can reach the hub or the model is in the local cache"
         ) from exc
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]  # transformers types .to() through a decorator
     model.eval()
     tok = None
     if tokenizer:
@@ -115,7 +134,7 @@ def load_hf_model(name_or_dir: str | Path, dtype: str | torch.dtype = "float32",
     return HFModel(model, tok)
 
 
-def adapter_for(model: Any, **options: Any) -> "HFAdapterBase":
+def adapter_for(model: Any, **options: Any) -> HFAdapterBase:
     """The adapter for ``model``'s architecture; ``options`` go to the adapter (see ``HFAdapterBase``)."""
     import importlib
 
@@ -151,8 +170,13 @@ class HFAdapterBase(ModelAdapter):
 
     shared_head_input = True  # the blocks read one (B, T, D) input for every head
 
-    def __init__(self, model: Any, stream_dtype: torch.dtype | str = torch.float32,
-                 gradient_checkpointing: bool = False, freeze: bool = True):
+    def __init__(
+        self,
+        model: Any,
+        stream_dtype: torch.dtype | str = torch.float32,
+        gradient_checkpointing: bool = False,
+        freeze: bool = True,
+    ):
         self.model = model
         model.eval()
         if freeze:
@@ -193,8 +217,9 @@ class HFAdapterBase(ModelAdapter):
         """Accept a shared (B, T, D) input as well as per-reader (B, n, T, D) ones."""
         return x.unsqueeze(1).expand(-1, n, -1, -1) if x.dim() == 3 else x
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scaling: float,
-                key_mask: torch.Tensor | None) -> torch.Tensor:
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scaling: float, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """Softmax attention (B, H, T, dh) from q (B, H, T, dh), k and v (B, KV, T, dh); KV divides H.
 
         Query head h uses key/value head h // (H / KV), the order of ``repeat_kv``.
@@ -217,7 +242,7 @@ class HFAdapterBase(ModelAdapter):
         return key_mask.bool().clone()
 
     def model_id(self) -> str:
-        """"name:hash" of the config and a sample of every weight: cheap even for 13B models.
+        """ "name:hash" of the config and a sample of every weight: cheap even for 13B models.
 
         Hashing every byte of a large model takes minutes; the first and last 256 values
         of each tensor plus the config tell two checkpoints apart in practice.  The hash

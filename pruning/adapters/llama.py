@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from edgeprune.pruning.adapters.hf_loading import HFAdapterBase
-from edgeprune.core.graph import ComputationalGraph
 from edgeprune.core import names
+from edgeprune.core.graph import ComputationalGraph
+from edgeprune.pruning.adapters.hf_loading import HFAdapterBase
 
 
 class LlamaAdapter(HFAdapterBase):
@@ -41,8 +41,9 @@ class LlamaAdapter(HFAdapterBase):
         self.dh = getattr(cfg, "head_dim", None) or self.D // self.H
         name = getattr(cfg, "_name_or_path", "") or "llama"
         kv = self.KV if self.KV != self.H else None
-        self.graph = ComputationalGraph(cfg.num_hidden_layers, self.H, embeddings=(names.TOK,), n_kv_heads=kv,
-                                        model=name)
+        self.graph = ComputationalGraph(
+            cfg.num_hidden_layers, self.H, embeddings=(names.TOK,), n_kv_heads=kv, model=name
+        )
 
     # ----- writers ---------------------------------------------------------
     def embed(self, ids: torch.Tensor) -> list[torch.Tensor]:
@@ -57,8 +58,9 @@ class LlamaAdapter(HFAdapterBase):
             y = y + proj.bias.reshape(n, dh)[None, :, None, :]
         return y
 
-    def _attention_block(self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor,
-                         key_mask: torch.Tensor | None) -> torch.Tensor:
+    def _attention_block(
+        self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
         block = self.inner.layers[layer]
@@ -78,8 +80,9 @@ class LlamaAdapter(HFAdapterBase):
             heads = heads + attn.o_proj.bias / self.H
         return self._out(heads)
 
-    def attention(self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor,
-                  key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def attention(
+        self, layer: int, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self._maybe_checkpoint(self._attention_block, layer, xq, xk, xv, key_mask)
 
     def _mlp_block(self, layer: int, x: torch.Tensor) -> torch.Tensor:

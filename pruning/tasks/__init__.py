@@ -3,8 +3,9 @@ Boolean Expressions (instruction / few-shot) and the paper's custom JSONL format
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.pruning.tasks.base import SPLITS, TaskBatch, TaskDataset, TaskExample, encode_examples
@@ -22,7 +23,9 @@ DEFAULT_SIZES: dict[str, tuple[int, int, int]] = {
 }
 
 
-def build_task(name: str | Path, tokenizer: Any = None, n: int | Sequence[int] | None = None, seed: int = 0) -> TaskDataset:
+def build_task(
+    name: str | Path, tokenizer: Any = None, n: int | Sequence[int] | None = None, seed: int = 0
+) -> TaskDataset:
     """A task by name, or a path to a JSONL file in the paper's custom format.
 
     ``n`` is the number of examples per split, or (train, validation, test); generation is

@@ -9,8 +9,9 @@ paper's metrics are read (method-facts §4 and §6).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -81,7 +82,7 @@ class TaskBatch:
         """Same as the clean mask: pairs are checked to tokenize to the same length."""
         return self.attention_mask
 
-    def select(self, index: Sequence[int] | torch.Tensor | slice) -> "TaskBatch":
+    def select(self, index: Sequence[int] | torch.Tensor | slice) -> TaskBatch:
         """A sub-batch (rows ``index``), e.g. for minibatching during training."""
         if isinstance(index, slice):
             rows = list(range(len(self)))[index]
@@ -93,31 +94,42 @@ class TaskBatch:
             return t.index_select(0, idx)
 
         return TaskBatch(
-            clean_ids=pick(self.clean_ids), corrupted_ids=pick(self.corrupted_ids),
-            attention_mask=pick(self.attention_mask), loss_mask=pick(self.loss_mask),
-            labels=pick(self.labels), positions=pick(self.positions), target_ids=pick(self.target_ids),
-            distractor_ids=pick(self.distractor_ids), class_labels=pick(self.class_labels),
+            clean_ids=pick(self.clean_ids),
+            corrupted_ids=pick(self.corrupted_ids),
+            attention_mask=pick(self.attention_mask),
+            loss_mask=pick(self.loss_mask),
+            labels=pick(self.labels),
+            positions=pick(self.positions),
+            target_ids=pick(self.target_ids),
+            distractor_ids=pick(self.distractor_ids),
+            class_labels=pick(self.class_labels),
             class_ids=self.class_ids,
             examples=tuple(self.examples[i] for i in rows) if self.examples else (),
         )
 
-    def minibatches(self, size: int) -> Iterator["TaskBatch"]:
+    def minibatches(self, size: int) -> Iterator[TaskBatch]:
         if size <= 0:
             raise EdgePruneError(f"batch size must be positive, got {size}")
         for start in range(0, len(self), size):
             yield self.select(slice(start, start + size))
 
-    def to(self, device: torch.device | str) -> "TaskBatch":
+    def to(self, device: torch.device | str) -> TaskBatch:
 
         def move(t: torch.Tensor) -> torch.Tensor:
             return t.to(device)
 
         return TaskBatch(
-            clean_ids=move(self.clean_ids), corrupted_ids=move(self.corrupted_ids),
-            attention_mask=move(self.attention_mask), loss_mask=move(self.loss_mask), labels=move(self.labels),
-            positions=move(self.positions), target_ids=move(self.target_ids),
-            distractor_ids=move(self.distractor_ids), class_labels=move(self.class_labels),
-            class_ids=None if self.class_ids is None else move(self.class_ids), examples=self.examples,
+            clean_ids=move(self.clean_ids),
+            corrupted_ids=move(self.corrupted_ids),
+            attention_mask=move(self.attention_mask),
+            loss_mask=move(self.loss_mask),
+            labels=move(self.labels),
+            positions=move(self.positions),
+            target_ids=move(self.target_ids),
+            distractor_ids=move(self.distractor_ids),
+            class_labels=move(self.class_labels),
+            class_ids=None if self.class_ids is None else move(self.class_ids),
+            examples=self.examples,
         )
 
 
@@ -156,10 +168,10 @@ def _encode_pair(tokenizer: Any, prompt: str, answer: str, ex: TaskExample, whic
             ids.pop(), special.pop(), offsets.pop()
         cut = len(prompt)
         first = next((i for i, ((a, b), sp) in enumerate(zip(offsets, special)) if not sp and b > cut), None)
-        if first is not None and offsets[first][0] < cut and text[offsets[first][0]:cut].strip():
+        if first is not None and offsets[first][0] < cut and text[offsets[first][0] : cut].strip():
             raise EdgePruneError(
                 f"{ex.describe()}: the {which} answer {answer!r} does not tokenize separately from its prompt "
-                f"(token {text[offsets[first][0]:offsets[first][1]]!r} spans both); put a boundary (e.g. a "
+                f"(token {text[offsets[first][0] : offsets[first][1]]!r} spans both); put a boundary (e.g. a "
                 "leading space) before the answer or use a tokenizer that splits there"
             )
         if first is None or first == 0:
@@ -173,7 +185,7 @@ def _encode_pair(tokenizer: Any, prompt: str, answer: str, ex: TaskExample, whic
     if full[: len(head)] != head or len(full) == len(head):
         raise EdgePruneError(
             f"{ex.describe()}: the {which} answer {answer!r} does not tokenize separately from its prompt "
-            f"(prompt tokens {head[-3:]}, prompt+answer tokens {full[len(head) - 3:]}); put a boundary "
+            f"(prompt tokens {head[-3:]}, prompt+answer tokens {full[len(head) - 3 :]}); put a boundary "
             "(e.g. a leading space) before the answer or use a tokenizer that splits there"
         )
     return full, len(head)
@@ -271,9 +283,17 @@ def encode_examples(
         if ex.label is not None:
             class_labels[i] = int(ex.label)
     return TaskBatch(
-        clean_ids=clean_ids, corrupted_ids=corr_ids, attention_mask=attn, loss_mask=loss, labels=labels,
-        positions=positions, target_ids=targets, distractor_ids=distractors, class_labels=class_labels,
-        class_ids=class_token_ids(tokenizer, classes) if classes else None, examples=tuple(examples),
+        clean_ids=clean_ids,
+        corrupted_ids=corr_ids,
+        attention_mask=attn,
+        loss_mask=loss,
+        labels=labels,
+        positions=positions,
+        target_ids=targets,
+        distractor_ids=distractors,
+        class_labels=class_labels,
+        class_ids=class_token_ids(tokenizer, classes) if classes else None,
+        examples=tuple(examples),
     )
 
 

@@ -9,8 +9,9 @@ flips while the token count stays the same (checked against the tokenizer).
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any, Union
 
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.pruning.tasks.base import TaskDataset, TaskExample, generate_splits, same_length, split_sizes
@@ -26,14 +27,14 @@ class Lit:
 
 @dataclass(frozen=True)
 class Not:
-    child: "Expr"
+    child: Expr
 
 
 @dataclass(frozen=True)
 class Bin:
     op: str  # "and" | "or"
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
 
 
 Expr = Union[Lit, Not, Bin]
@@ -73,7 +74,9 @@ def evaluate(text: str) -> bool:
         nonlocal pos
         tok = peek()
         if tok is None or (expected is not None and tok != expected):
-            raise EdgePruneError(f"malformed boolean expression {text!r}: expected {expected or 'a term'} at token {pos}")
+            raise EdgePruneError(
+                f"malformed boolean expression {text!r}: expected {expected or 'a term'} at token {pos}"
+            )
         pos += 1
         return tok
 
@@ -242,7 +245,9 @@ def make_sampler(fmt: str, tokenizer: Any = None):
     return sample
 
 
-def build(tokenizer: Any = None, n: int | Sequence[int] = (3840, 767, 3070), seed: int = 0, fmt: str = "ip") -> TaskDataset:
+def build(
+    tokenizer: Any = None, n: int | Sequence[int] = (3840, 767, 3070), seed: int = 0, fmt: str = "ip"
+) -> TaskDataset:
     """Boolean expressions in the instruction-prompt (``ip``) or few-shot (``fs``) format."""
     splits = generate_splits(make_sampler(fmt, tokenizer), split_sizes(n), seed, tokenizer, f"boolean-{fmt}")
     return TaskDataset(name=f"boolean-{fmt}", splits=splits, tokenizer=tokenizer)

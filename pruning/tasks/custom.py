@@ -30,15 +30,15 @@ def parse_text(text: str, where: str, field: str, required: bool) -> tuple[str, 
         if required:
             raise EdgePruneError(
                 f"{where}: {field!r} has no <predict>...</predict> span; mark the answer the model should "
-                f"predict, e.g. \"1 + 2 = <predict>3</predict>\""
+                f'predict, e.g. "1 + 2 = <predict>3</predict>"'
             )
         return text, ""
     if len(spans) > 1:
         raise EdgePruneError(f"{where}: {field!r} has {len(spans)} <predict> spans; use exactly one")
     span = spans[0]
-    if text[span.end():].strip():
+    if text[span.end() :].strip():
         raise EdgePruneError(
-            f"{where}: {field!r} has text after </predict> ({text[span.end():]!r}); the answer must end the text"
+            f"{where}: {field!r} has text after </predict> ({text[span.end() :]!r}); the answer must end the text"
         )
     if not span.group(1):
         raise EdgePruneError(f"{where}: {field!r} has an empty <predict></predict> span; put the answer inside")
@@ -59,8 +59,12 @@ def load_jsonl(path: str | Path) -> list[TaskExample]:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise EdgePruneError(f"{where}: not valid JSON ({err.msg}); each line must be one JSON object") from None
-        if not isinstance(row, dict) or not isinstance(row.get("clean"), str) or not isinstance(row.get("corrupted"), str):
-            raise EdgePruneError(f"{where}: each line needs string fields \"clean\" and \"corrupted\"")
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("clean"), str)
+            or not isinstance(row.get("corrupted"), str)
+        ):
+            raise EdgePruneError(f'{where}: each line needs string fields "clean" and "corrupted"')
         clean_p, clean_a = parse_text(row["clean"], where, "clean", required=True)
         corr_p, corr_a = parse_text(row["corrupted"], where, "corrupted", required=False)
         split = str(row.get("split", "train")).lower()
@@ -78,7 +82,7 @@ def build(path: str | Path, tokenizer: Any = None) -> TaskDataset:
     splits = {s: [e for e in examples if e.split == s] for s in SPLITS}
     notes: list[str] = []
     if not splits["train"]:
-        raise EdgePruneError(f"task file {path} has no train examples; add lines without \"split\" or with \"train\"")
+        raise EdgePruneError(f'task file {path} has no train examples; add lines without "split" or with "train"')
     if not splits["validation"]:
         splits["validation"] = list(splits["train"])
         notes.append("no validation lines: validating on the train lines")

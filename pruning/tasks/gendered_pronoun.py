@@ -7,7 +7,8 @@ pronoun the corrupted prompt supports is the distractor.
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from edgeprune.pruning.tasks.base import TaskDataset, TaskExample, generate_splits, split_sizes
 from edgeprune.pruning.tasks.vocab import FEMALE_NAMES, MALE_NAMES

@@ -8,7 +8,8 @@ corruption sets YY to 01 (the paper's choice), which leaves no year to exceed.
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from edgeprune.pruning.tasks.base import TaskDataset, TaskExample, generate_splits, split_sizes
 from edgeprune.pruning.tasks.vocab import GT_NOUNS
@@ -41,7 +42,9 @@ def make_sampler(templates: Sequence[str] = TEMPLATES, centuries: Sequence[int] 
     return sample
 
 
-def build(tokenizer: Any = None, n: int | Sequence[int] = 150, seed: int = 0, century: int | None = None) -> TaskDataset:
+def build(
+    tokenizer: Any = None, n: int | Sequence[int] = 150, seed: int = 0, century: int | None = None
+) -> TaskDataset:
     """Greater-Than; ``century=17`` fixes the prefix to 17 as in "... to the year 17"."""
     centuries = range(11, 22) if century is None else (century,)
     splits = generate_splits(make_sampler(TEMPLATES, centuries), split_sizes(n), seed, tokenizer, "gt")

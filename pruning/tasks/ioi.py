@@ -8,7 +8,8 @@ fresh random names, so the corrupted prompt carries no information about who the
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from edgeprune.pruning.tasks.base import TaskDataset, TaskExample, generate_splits, split_sizes
 from edgeprune.pruning.tasks.vocab import NAMES, OBJECTS, PLACES
@@ -65,7 +66,9 @@ def make_sampler(templates: Sequence[str], names: Sequence[str] = NAMES):
     return sample
 
 
-def build(tokenizer: Any = None, n: int | Sequence[int] = 200, seed: int = 0, single_template: bool = False) -> TaskDataset:
+def build(
+    tokenizer: Any = None, n: int | Sequence[int] = 200, seed: int = 0, single_template: bool = False
+) -> TaskDataset:
     """IOI (all templates) or IOI-t1 (one template); ``n`` examples per split or (train, val, test)."""
     templates = (TEMPLATE_T1,) if single_template else TEMPLATES
     name = "ioi-t1" if single_template else "ioi"
