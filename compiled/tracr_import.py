@@ -36,7 +36,7 @@ def haiku_params_to_torch(
     def get(key: str) -> np.ndarray:
         if key not in params:
             raise ModelFileError(f"{where}: parameter {key!r} is missing from params.npz")
-        return np.asarray(params[key], dtype=np.float32)
+        return np.array(params[key], dtype=np.float32)  # a writable copy (jax arrays are read-only)
 
     out["token_embed"] = torch.from_numpy(get("token_embed/embeddings"))
     out["pos_embed"] = torch.from_numpy(get("pos_embed/embeddings"))
