@@ -99,6 +99,20 @@ def _holds(got, expected):
     )  # float32 weights
 
 
+def _name_map(theirs, ours, found: dict | None = None) -> dict:
+    """Tracr node label -> own node label, walking the two programs (built by the same code) in step."""
+    found = {} if found is None else found
+    found[theirs.label] = ours.label
+    for t_child, o_child in zip(theirs.children, ours.children):
+        _name_map(t_child, o_child, found)
+    return found
+
+
+def _translate(label: str, names: dict) -> str:
+    name, sep, value = label.partition(":")
+    return names.get(name, name) + sep + value
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_tracr_and_own_compiler_agree(case):
     from edgeprune.compiled.compiler import compile_program
@@ -123,10 +137,13 @@ def test_tracr_and_own_compiler_agree(case):
         RESULTS["refused_both"].append(name)
         return
     RESULTS["compiled"].append(name)
-    # (2) weights equal up to the residual order
-    assert sorted(own.metadata.residual_labels) == sorted(tr.metadata.residual_labels)
+    # (2) weights equal up to the residual order; unnamed nodes carry a global id in their label,
+    # which differs between the two module copies, so Tracr's labels are translated node for node
+    names = _name_map(t["program"], o["program"])
+    tr_labels = [_translate(label, names) for label in tr.metadata.residual_labels]
+    assert sorted(own.metadata.residual_labels) == sorted(tr_labels)
     assert own.metadata.encoding_map == tr.metadata.encoding_map
-    perm = [own.metadata.residual_labels.index(l) for l in tr.metadata.residual_labels]
+    perm = [own.metadata.residual_labels.index(label) for label in tr_labels]
     ours_p = _permuted(own, perm)
     for k in RESIDUAL_AXIS:
         assert ours_p[k].shape == getattr(tr, k).shape, (name, k)
