@@ -61,6 +61,22 @@ def param_shapes(c: TransformerConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+# The axis of each weight (as ``param_shapes`` lays it out) that runs over the residual stream:
+# two compilations with the same residual labels in another order differ by a permutation there.
+RESIDUAL_AXIS = {
+    "token_embed": 1,
+    "pos_embed": 1,
+    "W_Q": 2,
+    "W_K": 2,
+    "W_V": 2,
+    "W_O": 3,
+    "b_O": 1,
+    "W_1": 1,
+    "W_2": 2,
+    "b_2": 1,
+}
+
+
 class CompiledTransformer(nn.Module):
     """A compiled RASP program; ``metadata`` says what every direction and block means."""
 

@@ -17,29 +17,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from edgeprune import _API
 from edgeprune.compiled.model import CompiledTransformer
 from edgeprune.core.circuit import Circuit
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.pruning.train import PruneConfig, PruneResult
 from edgeprune.verify.compare import Comparison
 
-__all__ = [
-    "Circuit",
-    "CompiledTransformer",
-    "PruneConfig",
-    "check",
-    "compare",
-    "compile",
-    "from_tracr",
-    "ground_truth",
-    "load_circuit",
-    "load_model",
-    "programs",
-    "prune",
-    "recover",
-    "recover_program",
-    "save_model",
-]
+# The names are listed once, in ``edgeprune/__init__.py``, which re-exports them without importing this module.
+__all__ = list(_API)
 
 
 def programs() -> list[str]:

@@ -21,20 +21,10 @@ import numpy as np
 import pytest
 import torch
 
+from edgeprune.compiled.model import RESIDUAL_AXIS
+
 pytestmark = [pytest.mark.tracr, pytest.mark.slow]  # ~49 Tracr compiles: minutes; CI runs -m slow
 
-RESIDUAL_AXIS = {
-    "token_embed": 1,
-    "pos_embed": 1,
-    "W_Q": 2,
-    "W_K": 2,
-    "W_V": 2,
-    "W_O": 3,
-    "b_O": 1,
-    "W_1": 1,
-    "W_2": 2,
-    "b_2": 1,
-}
 MAX_INPUTS = 2000
 SAMPLE = 300
 RESULTS: dict[str, list[str]] = {"compiled": [], "match": [], "refused_both": []}

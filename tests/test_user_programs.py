@@ -13,6 +13,7 @@ import torch
 
 from edgeprune.cli import main
 from edgeprune.compiled.ground_truth import ground_truth
+from edgeprune.compiled.model import RESIDUAL_AXIS
 from edgeprune.programs import rasp
 from edgeprune.programs.user import load_program, parse_vocab
 
@@ -148,24 +149,12 @@ def test_compile_sort_at_vocab_1_to_5_equals_tracr_make_sort(tmp_path, capsys):
     theirs = haiku_params_to_torch({k: __import__("numpy").asarray(v) for k, v in params.items()}, ours.config, "tracr")
     enc = assembled.input_encoder.encoding_map
     tok_rows = torch.tensor([enc[t] for t, _ in ours.metadata.encoding_map])
-    residual_dim = {
-        "token_embed": 1,
-        "pos_embed": 1,
-        "W_Q": 2,
-        "W_K": 2,
-        "W_V": 2,
-        "W_O": 3,
-        "b_O": 1,
-        "W_1": 1,
-        "W_2": 2,
-        "b_2": 1,
-    }
     for key, mine in ours.named_parameters():
         ref = theirs[key].to(mine.dtype)
         if key == "token_embed":
             ref = ref.index_select(0, tok_rows)
-        if key in residual_dim:
-            ref = ref.index_select(residual_dim[key], perm)
+        if key in RESIDUAL_AXIS:
+            ref = ref.index_select(RESIDUAL_AXIS[key], perm)
         torch.testing.assert_close(mine, ref, atol=1e-6, rtol=1e-6, msg=lambda m, key=key: f"{key}: {m}")
     assert ours.run([[5, 3, 5, 1, 2]]) == [[1, 2, 3, 5, 5]]
 
