@@ -126,6 +126,20 @@ class _Bench:
     def run_ep(self, sparsity: float | None = None) -> Row:
         raise NotImplementedError
 
+    def hap_row(self, setting: str, circuit: Any, clock: Any, key: str | None, steps: int, res: Any) -> Row:
+        """HAP's row: the circuit scored as any other, with its two phases' times and kept-edge count."""
+        return self.row(
+            "hap",
+            setting,
+            circuit,
+            clock,
+            key,
+            steps=steps,
+            attribution_seconds=res.attribution_seconds,
+            prune_seconds=res.prune_seconds,
+            kept=len(res.subset),
+        )
+
     def run_hap(self, sparsity: float | None = None) -> Row:
         raise NotImplementedError
 
@@ -262,17 +276,7 @@ class CompiledBench(_Bench):
             f", sparsity {sparsity:g}" if sparsity is not None else ""
         )
         key = None if sparsity is None else f"hap-sparsity-{sparsity:g}"
-        return self.row(
-            "hap",
-            setting,
-            res.circuit,
-            clk,
-            key,
-            steps=cfg.steps,
-            attribution_seconds=res.attribution_seconds,
-            prune_seconds=res.prune_seconds,
-            kept=len(res.subset),
-        )
+        return self.hap_row(setting, res.circuit, clk, key, cfg.steps, res)
 
     def run_ranked(self, method: str) -> list[Row]:
         from edgeprune.pruning.attribution import edge_scores
@@ -522,17 +526,7 @@ class LMBench(_Bench):
         key = None if sparsity is None else f"hap-sparsity-{s:g}"
         self.subsets[key or "hap"] = list(res.subset)
         setting = f"{o.hap_method} keep {o.hap_keep:g}, {cfg.steps} steps, sparsity {s:g}"
-        return self.row(
-            "hap",
-            setting,
-            self.circuit(cut.edges, "hap"),
-            clk,
-            key,
-            steps=cfg.steps,
-            attribution_seconds=res.attribution_seconds,
-            prune_seconds=res.prune_seconds,
-            kept=len(res.subset),
-        )
+        return self.hap_row(setting, self.circuit(cut.edges, "hap"), clk, key, cfg.steps, res)
 
     def run_ranked(self, method: str) -> list[Row]:
         from edgeprune.pruning.attribution import edge_scores
