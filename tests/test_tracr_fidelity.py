@@ -99,8 +99,15 @@ def _name_map(theirs, ours, found: dict | None = None) -> dict:
 
 
 def _translate(label: str, names: dict) -> str:
+    """Rename every node label inside a residual label: `x_12:3`, and also hidden spaces such as
+    `x_12_selector_width_attn_output`, whose name embeds the node's label."""
     name, sep, value = label.partition(":")
-    return names.get(name, name) + sep + value
+    if name in names:
+        return names[name] + sep + value
+    for theirs in sorted(names, key=len, reverse=True):
+        if name.startswith(theirs + "_"):
+            return names[theirs] + name[len(theirs) :] + sep + value
+    return label
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
