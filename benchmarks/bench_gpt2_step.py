@@ -1,13 +1,17 @@
 """Seconds per pruning step on a GPT-2-small-shaped random model, against a plain forward+backward.
 
-A pruning step here = corrupted activations (no grad) + masked disentangled forward
-+ backward to the (W, R) edge mask and (W,) node mask, the work the engine does per
-step (the optimizer update on 33k mask entries is negligible and left out).  The
-plain step = the unmasked ``transformers`` model forward + backward to its weights.
+The pruning step timed is the engine's real ``Pruner.train_step`` (batch draw from a
+pool of ``--examples`` examples, corrupted run, mask sampling, masked disentangled
+forward, KL loss, Lagrangian, backward to the (W, R) edge and (W,) node masks, gradient
+clipping, AdamW), with the language-model defaults of ``edgeprune prune``.  The plain
+step = the unmasked ``transformers`` model forward + backward to its weights on the same
+batch.  The two alternate step by step in one run (``--steps`` of each after one warm-up
+of each), so load on the machine hits both alike; the ratio is of their medians.
 Peak memory: on CPU, how far the process's peak RSS (``resource.getrusage``) rises during
-the first (warm-up) masked step above the RSS before it, plus the process peak; on a GPU,
+the warm-up pruning step above the RSS before it, plus the process peak; on a GPU,
 torch's CUDA peak for each kind of step.  (The plain step runs second and reuses memory
-the allocator kept, so its RSS growth says nothing and is not printed.)
+the allocator kept, so its RSS growth says nothing and is not printed.)  On a GPU it also
+projects the paper's 3000-step IOI run from the median pruning step.
 
     python benchmarks/bench_gpt2_step.py [--batch 8 --seq 64 --steps 3 --device cpu]
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgeprune.pruning.adapters.hf_loading import adapter_for  # noqa: E402
-from edgeprune.pruning.disentangled import DisentangledForward, ablated_states  # noqa: E402
+from edgeprune.pruning.train import PruneConfig, PruneData, Pruner  # noqa: E402
 
 
 def _rss_mib() -> float:
@@ -45,7 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--heads", type=int, default=12)
     ap.add_argument("--d-model", type=int, default=768)
-    ap.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up step)")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps of each kind (after one warm-up step each)")
+    ap.add_argument("--examples", type=int, default=200, help="training pool the batches are drawn from")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--gradient-checkpointing", action="store_true")
@@ -71,57 +77,49 @@ def main(argv: list[str] | None = None) -> dict:
 
     model = GPT2LMHeadModel(cfg).to(args.device, dtype=resolve_dtype(args.dtype)).eval()
     gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq), generator=gen).to(args.device)
-    corrupted = torch.randint(0, cfg.vocab_size, (args.batch, args.seq), generator=gen).to(args.device)
+    pool = torch.randint(0, cfg.vocab_size, (args.examples, args.seq), generator=gen)
+    pool_corrupted = torch.randint(0, cfg.vocab_size, (args.examples, args.seq), generator=gen)
 
     adapter = adapter_for(model, gradient_checkpointing=args.gradient_checkpointing, freeze=True)
     g = adapter.graph
-    fwd = DisentangledForward(adapter)
-    allowed = g.allowed_mask().to(args.device)
-    edge_logits = torch.full_like(allowed, 2.0, requires_grad=True)
-    node_logits = torch.full((len(g.writers),), 2.0, device=args.device, requires_grad=True)
+    config = PruneConfig(steps=3000, batch_size=args.batch, ablation="interchange", seed=0)
+    pruner = Pruner(adapter, PruneData(ids=pool.to(args.device), corrupted=pool_corrupted.to(args.device)), config)
+    ids = pool[: args.batch].to(args.device)
     with torch.no_grad():
         target = adapter.full_output(ids).log_softmax(-1)
 
     def pruning_step() -> None:
-        ablated = ablated_states(adapter, "interchange", ids, corrupted)
-        out = fwd.output(ids, torch.sigmoid(edge_logits) * allowed, torch.sigmoid(node_logits), ablated)
-        loss = torch.nn.functional.kl_div(out.log_softmax(-1), target, log_target=True, reduction="batchmean")
-        edge_logits.grad = node_logits.grad = None
-        loss.backward()
-        assert edge_logits.grad is not None
+        model.requires_grad_(False)
+        pruner.train_step()
 
     def plain_step() -> None:
+        model.requires_grad_(True)  # the plain baseline trains the weights (a normal fine-tuning step)
         logits = model(ids).logits.float()
         loss = torch.nn.functional.kl_div(logits.log_softmax(-1), target, log_target=True, reduction="batchmean")
         model.zero_grad(set_to_none=True)
         loss.backward()
 
-    growth: dict[str, float] = {}
+    cuda = args.device.startswith("cuda")
 
-    def timed(fn) -> float:
-        before = _rss_mib()
-        fn()  # warm-up
-        growth[fn.__name__] = _rss_mib() - before
+    def once(fn) -> tuple[float, float | None]:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         _sync(args.device)
         t0 = time.perf_counter()
-        for _ in range(args.steps):
-            fn()
+        fn()
         _sync(args.device)
-        return (time.perf_counter() - t0) / args.steps
+        return time.perf_counter() - t0, (torch.cuda.max_memory_allocated() / 2**20 if cuda else None)
 
-    cuda = args.device.startswith("cuda")
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    masked_s = timed(pruning_step)
+    before = _rss_mib()
+    _, masked_gpu = once(pruning_step)  # warm-up
+    masked_growth = _rss_mib() - before
     rss_after_masked = _rss_mib()
-    masked_gpu = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
-
-    model.requires_grad_(True)  # the plain baseline trains the weights (a normal fine-tuning step)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    plain_s = timed(plain_step)
-    plain_gpu = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+    _, plain_gpu = once(plain_step)  # warm-up
+    times: dict[str, list[float]] = {"pruning": [], "plain": []}
+    for _ in range(args.steps):  # alternate, so the machine's load hits both alike
+        times["pruning"].append(once(pruning_step)[0])
+        times["plain"].append(once(plain_step)[0])
+    masked_s, plain_s = statistics.median(times["pruning"]), statistics.median(times["plain"])
 
     result = {
         "device": args.device,
@@ -137,12 +135,19 @@ def main(argv: list[str] | None = None) -> dict:
         "masked_step_s": round(masked_s, 4),
         "plain_step_s": round(plain_s, 4),
         "ratio": round(masked_s / plain_s, 2),
-        "masked_step_peak_growth_mib": round(growth["pruning_step"], 1),
+        "examples": args.examples,
+        "pruning_steps_s": [round(t, 3) for t in times["pruning"]],
+        "plain_steps_s": [round(t, 3) for t in times["plain"]],
+        "masked_step_peak_growth_mib": round(masked_growth, 1),
         "peak_rss_mib_after_masked": round(rss_after_masked, 1),
         "peak_rss_mib_end": round(_rss_mib(), 1),
     }
     if cuda:
-        result.update(peak_gpu_mib_masked=round(masked_gpu, 1), peak_gpu_mib_plain=round(plain_gpu, 1))
+        result.update(
+            peak_gpu_mib_masked=round(masked_gpu or 0.0, 1),
+            peak_gpu_mib_plain=round(plain_gpu or 0.0, 1),
+            projected_3000_steps_min=round(3000 * masked_s / 60, 1),
+        )
     print(json.dumps(result, indent=2))
     return result
 
