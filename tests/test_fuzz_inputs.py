@@ -10,6 +10,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -79,6 +80,120 @@ def test_fuzz_circuit_json(tmp_path_factory, data):
     good = json.dumps({"format": "edgeprune-circuit", "edges": [["tok", "m0"], ["m0", "out"]]}).encode()
     target.write_bytes(_mutate(good, data.draw))
     _check("circuit json", ["draw", str(target), "-o", str(d / "p.svg")], target, lambda: None)
+
+
+# ----- Tracr reference directories (model.json + params.npz) ------------------------------------
+
+REF_FIELDS = [
+    "model_config",
+    "d_model",
+    "input_encoder",
+    "residual_labels",
+    "output_encoder",
+    "output_encoding",
+    "output_space_residual_indices",
+    "output_space_labels",
+    "vocab",
+    "max_seq_len",
+    "nodes",
+    "layers",
+    "params",
+    "program",
+    "output_sop",
+]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 60) | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _mutate_json_field(doc: dict, draw) -> None:
+    """Delete, replace or nudge one value somewhere under a field the importer reads."""
+    path: list = [draw(st.sampled_from([f for f in REF_FIELDS if f in doc]))]
+    node = doc[path[0]]
+    while isinstance(node, (dict, list)) and node and draw(st.booleans()):
+        key = draw(st.sampled_from(sorted(node) if isinstance(node, dict) else list(range(len(node)))))
+        path.append(key)
+        node = node[key]
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    last = path[-1]
+    action = draw(st.sampled_from(["delete", "replace", "nudge"]))
+    if action == "delete":
+        del parent[last]
+    elif action == "nudge" and isinstance(node, int) and not isinstance(node, bool):
+        parent[last] = node + draw(st.sampled_from([-2, -1, 1, 2]))
+    elif action == "nudge" and isinstance(node, list) and node:
+        i = draw(st.integers(0, len(node) - 1))
+        parent[last] = node + [node[i]] if draw(st.booleans()) else node[:i] + node[i + 1 :]
+    else:
+        parent[last] = draw(JSON_VALUES)
+
+
+def _mutate_params(params: dict, draw) -> dict:
+    keys = sorted(params)
+    key = draw(st.sampled_from(keys))
+    action = draw(st.sampled_from(["drop", "extra", "int", "float64", "grow", "flatten", "nan", "rename"]))
+    out = dict(params)
+    a = params[key]
+    if action == "drop":
+        del out[key]
+    elif action == "extra":
+        out["transformer/layer_9/attn/query/w"] = a
+    elif action == "int":
+        out[key] = a.astype(np.int32)
+    elif action == "float64":
+        out[key] = a.astype(np.float64)  # still a valid model
+    elif action == "grow":
+        out[key] = np.concatenate([a, a[:1]], axis=0)
+    elif action == "flatten":
+        out[key] = a.reshape(-1)
+    elif action == "nan":
+        b = a.copy()
+        b.flat[draw(st.integers(0, b.size - 1))] = np.nan
+        out[key] = b
+    else:
+        out[key.replace("transformer", "transformr")] = out.pop(key)
+    return out
+
+
+def _use_reference(d: Path) -> None:
+    """What an accepted reference must support: a forward, the ground truth, a save and a reload."""
+    from edgeprune.compiled.ground_truth import ground_truth_dict
+    from edgeprune.compiled.io import load_model, save_model
+    from edgeprune.compiled.tracr_import import load_reference_dir
+
+    model, _ = load_reference_dir(d)
+    model.run([[model.metadata.vocab[0]]])
+    ground_truth_dict(model)
+    save_model(model, d.parent / "saved")
+    load_model(d.parent / "saved")
+
+
+@pytest.mark.parametrize("program", ["length", "pair_balance"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), how=st.sampled_from(["field", "field", "params", "bytes-json", "bytes-npz"]))
+def test_fuzz_tracr_reference_dir(tmp_path_factory, reference_dir, program, data, how):
+    d = tmp_path_factory.mktemp("ref") / program
+    d.mkdir()
+    for f in ("model.json", "params.npz"):
+        shutil.copy(reference_dir / program / f, d / f)
+    if how == "field":
+        doc = json.loads((d / "model.json").read_text())
+        _mutate_json_field(doc, data.draw)
+        (d / "model.json").write_text(json.dumps(doc))
+        target = d / "model.json"
+    elif how == "params":
+        with np.load(d / "params.npz") as z:
+            params = {k: z[k] for k in z.files}
+        np.savez(d / "params.npz", **_mutate_params(params, data.draw))
+        target = d / "params.npz"
+    else:
+        target = d / ("model.json" if how == "bytes-json" else "params.npz")
+        target.write_bytes(_mutate(target.read_bytes(), data.draw))
+    _check(f"tracr reference {target.name} ({how})", ["info", str(d)], target, lambda: _use_reference(d))
 
 
 def test_zz_print_counts():

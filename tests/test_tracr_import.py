@@ -177,3 +177,148 @@ def test_live_tracr_model_converts_like_the_reference(reference_dir):
     assert model.run([[1, 2, 3], [3, 3, 1]]) == [[3, 2, 1], [1, 3, 3]]
     ref, _ = load_reference_dir(reference_dir / "reverse")
     assert ground_truth(model, "zero").edges == ground_truth(ref, "zero").edges
+
+
+# ----- every field of a reference directory is checked (issue 15) ------------------------------
+
+
+def _copy_ref(tmp_path, reference_dir, program="reverse"):
+    d = tmp_path / program
+    d.mkdir()
+    for f in ("model.json", "params.npz"):
+        shutil.copy(reference_dir / program / f, d / f)
+    return d
+
+
+def _edit_json(d, edit):
+    raw = json.loads((d / "model.json").read_text())
+    edit(raw)
+    (d / "model.json").write_text(json.dumps(raw))
+
+
+def _set(path, value):
+    def edit(raw):
+        node = raw
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+
+    return edit
+
+
+JSON_CASES = {
+    "output type foo": (_set(["output_encoder", "type"], "foo"), "output_encoder.type"),
+    "output index out of range": (_set(["output_space_residual_indices"], [33, 34, 99]), "0..40"),
+    "output index negative": (_set(["output_space_residual_indices"], [-1, 34, 35]), "output_space_residual_indices"),
+    "output index repeated": (_set(["output_space_residual_indices"], [33, 33, 35]), "distinct"),
+    "output index shifted": (_set(["output_space_residual_indices"], [32, 33, 34]), "output_space_labels"),
+    "output index a string": (_set(["output_space_residual_indices"], ["33", 34, 35]), "residual indices"),
+    "output_encoding disagrees": (_set(["output_encoding"], "numerical"), "output_encoding"),
+    "decoding map short": (_set(["output_encoder", "decoding_map"], [[0, 1], [1, 2]]), "decoding_map"),
+    "decoding map not pairs": (_set(["output_encoder", "decoding_map"], [0, 1, 2]), "decoding_map"),
+    "encoding map lacks a token": (
+        _set(["input_encoder", "encoding_map"], [[1, 0], [2, 1], ["BOS", 3], ["compiler_pad", 4]]),
+        "encoding_map",
+    ),
+    "encoding map repeats an id": (
+        _set(["input_encoder", "encoding_map"], [[1, 0], [2, 0], [3, 2], ["BOS", 3], ["compiler_pad", 4]]),
+        "ids 0..4",
+    ),
+    "vocab has a token the map lacks": (_set(["vocab"], [1, 2, 3, 4]), "encoding_map"),
+    "bos id disagrees": (_set(["input_encoder", "bos_id"], 0), "bos_id"),
+    "bos token unknown": (_set(["input_encoder", "bos_token"], "START"), "bos_token"),
+    "max_seq_len disagrees": (_set(["max_seq_len"], 7), "max_input_len_including_bos"),
+    "num_layers a string": (_set(["model_config", "num_layers"], "4"), "model_config.num_layers"),
+    "num_heads zero": (_set(["model_config", "num_heads"], 0), "model_config.num_heads"),
+    "layer_norm not a bool": (_set(["model_config", "layer_norm"], "no"), "layer_norm"),
+    "d_model disagrees": (_set(["d_model"], 40), "d_model=40"),
+    "residual labels repeat": (
+        lambda raw: raw["residual_labels"].__setitem__(1, raw["residual_labels"][0]),
+        "distinct",
+    ),
+    "layer out of range": (_set(["layers", 0, "layer"], 7), "num_layers=4"),
+    "head out of range": (_set(["layers", 0, "heads", 0, "head"], 3), "num_heads=1"),
+    "head node unknown": (_set(["layers", 0, "heads", 0, "node"], "nope"), "not a node"),
+    "node operand unknown": (_set(["nodes", 2, "operands"], ["nope"]), "not a node"),
+    "node not an object": (_set(["nodes", 0], 5), r"nodes\[0\]"),
+    "declared params disagree": (_set(["params", "pos_embed/embeddings"], [7, 41]), "pos_embed/embeddings"),
+    "model.json a list": (None, "JSON object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(JSON_CASES))
+def test_reference_model_json_field_checked(tmp_path, reference_dir, case):
+    edit, match = JSON_CASES[case]
+    d = _copy_ref(tmp_path, reference_dir)
+    if edit is None:
+        (d / "model.json").write_text("[1, 2]")
+    else:
+        _edit_json(d, edit)
+    with pytest.raises(ModelFileError, match=match):
+        load_reference_dir(d)
+
+
+def _edit_params(d, edit):
+    with np.load(d / "params.npz") as z:
+        params = {k: z[k] for k in z.files}
+    edit(params)
+    np.savez(d / "params.npz", **params)
+
+
+def _retype(key, dtype):
+    return lambda p: p.__setitem__(key, p[key].astype(dtype))
+
+
+PARAM_CASES = {
+    "integer dtype": (_retype("token_embed/embeddings", np.int64), "dtype int64"),
+    "bool dtype": (_retype("transformer/layer_0/attn/key/w", np.bool_), "dtype bool"),
+    "extra array": (
+        lambda p: p.__setitem__("transformer/layer_4/attn/key/w", p["transformer/layer_0/attn/key/w"]),
+        "layer_4",
+    ),
+    "missing array": (lambda p: p.pop("pos_embed/embeddings"), "pos_embed/embeddings"),
+    "wrong shape": (lambda p: p.__setitem__("transformer/layer_1/mlp/linear_1/b", np.zeros(31, np.float32)), "shape"),
+    "nan value": (lambda p: p["transformer/layer_2/attn/value/w"].__setitem__((0, 0), np.nan), "NaN"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PARAM_CASES))
+def test_reference_params_checked(tmp_path, reference_dir, case):
+    edit, match = PARAM_CASES[case]
+    d = _copy_ref(tmp_path, reference_dir)
+    _edit_params(d, edit)
+    # model.json's own shape listing is dropped so the params.npz check itself is exercised
+    _edit_json(d, lambda raw: raw.pop("params"))
+    with pytest.raises(ModelFileError, match=match):
+        load_reference_dir(d)
+
+
+def test_reference_params_float64_accepted(tmp_path, reference_dir):
+    """A float64 archive is the same model (cast to float32), not an error."""
+    d = _copy_ref(tmp_path, reference_dir)
+    _edit_params(d, lambda p: p.update({k: v.astype(np.float64) for k, v in p.items()}))
+    model, _ = load_reference_dir(d)
+    assert model.run([[1, 2, 3]]) == [[3, 2, 1]]
+
+
+def test_reference_pickled_params_refused(tmp_path, reference_dir):
+    d = _copy_ref(tmp_path, reference_dir)
+    np.savez(d / "params.npz", **{"token_embed/embeddings": np.array([{"a": 1}], dtype=object)})
+    with pytest.raises(ModelFileError, match="params.npz cannot be read"):
+        load_reference_dir(d)
+
+
+def test_saved_model_metadata_checked(tmp_path, reference_dir):
+    """The same field checks guard a saved model's metadata (output space, blocks)."""
+    rev, _ = load_reference_dir(reference_dir / "reverse")
+    save_model(rev, tmp_path / "rev")
+    doc = json.loads((tmp_path / "rev" / "model.json").read_text())
+    doc["metadata"]["output_space"] = [33, 34, 41]
+    (tmp_path / "rev" / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="0..40"):
+        load_model(tmp_path / "rev")
+    doc["metadata"]["output_space"] = [33, 34, 35]
+    doc["metadata"]["blocks"]["heads"]["a5.h0"] = "length_5"
+    (tmp_path / "rev" / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="a5.h0"):
+        load_model(tmp_path / "rev")
