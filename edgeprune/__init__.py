@@ -21,6 +21,7 @@ _API = (
     "check",
     "compare",
     "compile",
+    "faithfulness",
     "from_tracr",
     "ground_truth",
     "load_circuit",

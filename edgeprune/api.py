@@ -164,3 +164,52 @@ def save_model(model: CompiledTransformer, directory: str | Path) -> Path:
 def load_circuit(path: str | Path) -> Circuit:
     """A circuit JSON file (``Circuit.save`` writes one)."""
     return Circuit.load(path)
+
+
+def faithfulness(
+    target: str | None = None,
+    *,
+    model: str | None = None,
+    task: str | None = None,
+    method: str = "eap",
+    ablation: str | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    examples: Any = None,
+    batch_size: int | None = None,
+):
+    """MIB's faithfulness curves of one method's edge ranking: ``{"complement": curve, "circuit": curve}``.
+
+    ``target`` is a compiled program (name or model directory), or give ``model`` and ``task`` for a
+    language model (``examples``: N or (train, validation, test)).  Each curve
+    (``edgeprune.usecases.faithfulness.FaithfulnessCurve``) has the budgets, the normalized faithfulness
+    ``f`` at each, and its ``cpr`` and ``cmd``; the definitions are in that module.
+    """
+    from edgeprune.usecases import compare_methods as cm
+    from edgeprune.usecases.faithfulness import FaithfulnessCurve
+    from edgeprune.usecases.methods import method as method_entry
+
+    method_entry(method)  # an unknown name fails here, naming the methods
+    lm = model is not None or task is not None
+    if lm == (target is not None) or (lm and (model is None or task is None)):
+        raise EdgePruneError("give a compiled program (target), or model and task for a language model")
+    opts = cm.Options(
+        methods=(method,),
+        ablation=ablation or ("interchange" if lm else "zero"),
+        seed=seed,
+        steps=steps,
+        batch_size=batch_size,
+        faithfulness=True,
+    )
+    if lm:
+        from edgeprune.pruning.language_models import parse_sizes
+
+        sizes = examples if not isinstance(examples, str) else parse_sizes(examples)
+        bench: Any = cm.LMBench(str(model), str(task), opts, sizes)
+    else:
+        bench = cm.CompiledBench(str(target), opts)
+    rows = bench.run_all()
+    row = rows[0]
+    if row.error:
+        raise EdgePruneError(f"{method} on {bench.name}: {row.error}")
+    return {mode: FaithfulnessCurve(**c) for mode, c in row.extra["faithfulness"].items()}

@@ -18,7 +18,7 @@ from edgeprune.usecases.methods import Row
 @pytest.fixture(scope="module")
 def reverse_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp")
-    rc = main(["compare-methods", "reverse", "--steps", "20", "--out", str(out)])
+    rc = main(["compare-methods", "reverse", "--steps", "20", "--faithfulness", "--out", str(out)])
     return rc, out
 
 
@@ -55,6 +55,59 @@ def test_numbers_are_consistent(reverse_run):
     assert hap["extra"]["kept"] == 57 and hap["extra"]["steps"] == 10 and hap["setting"].startswith("eap-ig keep 0.6")
     eap = next(r for r in rows if r["method"] == "eap")
     assert len(eap["extra"]["curve"]) == 41  # the top-k curve travels with the row, so plots can be redrawn from rows
+
+
+def test_every_method_has_an_auc_a_verdict_and_mib_scores(reverse_run):
+    """ROC AUC of each ranking against the ground truth, the verdict of each circuit, CPR/CMD (--faithfulness)."""
+    from edgeprune.core.mib_format import load_scores
+    from edgeprune.verify.roc import roc_curve
+
+    _, out = reverse_run
+    rows = {r["method"]: r for r in json.loads((out / "rows.json").read_text())}
+    truth = {tuple(e) for e in json.loads((out / "circuits" / "acdc.json").read_text())["edges"]}  # acdc is exact
+    assert rows["acdc"]["verdict"] == "exact" and len(truth) == 11
+    for m, r in rows.items():
+        assert 0.5 < r["auc"] <= 1.0, (m, r["auc"])  # every method ranks the truth far above chance
+        assert (r["verdict"] == "exact") == r["exact"] and r["verdict"] in ("exact", "alternative", "not-minimal")
+        scores = load_scores(out / "scores" / f"{m}.json")  # the ranking, as `edgeprune export --scores` reads it
+        universe = [tuple(e) for e in scores] if m != "acdc" else None
+        if universe is not None:
+            assert len(scores) == 94
+            assert roc_curve(scores, truth, universe)[2] == pytest.approx(r["auc"])  # the row's AUC is this ranking's
+        f = r["extra"]["faithfulness"]
+        assert set(f) == {"complement", "circuit"} and r["cpr"] == pytest.approx(f["complement"]["cpr"])
+        assert 0.0 <= r["cpr"] <= 1.0 and 0.0 <= r["cmd"] <= 1.0
+        assert f["complement"]["f"][-1] == pytest.approx(1.0) and f["circuit"]["f"][-1] == pytest.approx(0.0)
+        assert r["extra"]["roc"][0] == [0, 0] and r["extra"]["roc"][-1] == [1, 1]
+    md = (out / "table.md").read_text()
+    assert "| verdict | AUC | CPR | CMD |" in md and "verdicts - ep:" in md and "mean over 1 program(s) - ep: AUC" in md
+    for name in ("roc.png", "faithfulness.png"):
+        png = (out / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    with (out / "table.csv").open() as f:
+        assert {"auc", "cpr", "cmd", "verdict"} <= set(next(csv.reader(f)))
+
+
+def test_scores_export_to_mib(reverse_run, tmp_path):
+    """A method's scores/ file and circuit go to EAP-IG's graph JSON and come back with the same ranking."""
+    from edgeprune.core.circuit import Circuit
+    from edgeprune.core.mib_format import load_mib
+
+    _, out = reverse_run
+    target = tmp_path / "eap.mib.json"
+    argv = [
+        "export",
+        str(out / "circuits" / "eap.json"),
+        "-o",
+        str(target),
+        "--scores",
+        str(out / "scores" / "eap.json"),
+    ]
+    assert main([*argv, "--merge-inputs"]) == 0
+    back = load_mib(target)
+    circuit = Circuit.load(out / "circuits" / "eap.json")
+    assert set(circuit.edges) <= set(back.circuit.edges)  # tok/pos edges merged into input: a superset
+    assert back.cfg == {"n_layers": 4, "n_heads": 1, "parallel_attn_mlp": False, "d_model": back.cfg["d_model"]}
 
 
 def test_circuits_are_written_as_scored(reverse_run):
@@ -186,6 +239,28 @@ def test_resume_reruns_failed_programs_and_reads_older_rows(tmp_path, capsys):
     assert len(read_rows(tmp_path / "rows.jsonl")) == 3  # the old two plus length's new row, appended
     assert main(argv[:-2] + ["--ablation", "interchange", "--out", str(tmp_path)]) == 2
     assert "were made with --ablation zero" in capsys.readouterr().err
+
+
+def test_all_summaries_count_verdicts_and_average_aucs():
+    from edgeprune.usecases.comparison_report import render, score_table, verdict_summary
+
+    rows = registry_order(
+        [
+            Row("reverse", "ep", "", edges=11, exact=True, truth_edges=11, auc=1.0, verdict="exact"),
+            Row("reverse", "eap", "", edges=13, exact=False, truth_edges=11, auc=0.9, verdict="not-minimal"),
+            Row("length", "ep", "", edges=4, exact=False, truth_edges=4, auc=0.5, verdict="unfaithful"),
+            Row("length", "eap", "", error="boom"),
+        ]
+    )
+    assert verdict_summary(rows) == "verdicts - ep: exact 1, unfaithful 1; eap: not-minimal 1, error 1"
+    assert score_table(rows).splitlines()[2:] == [
+        "| reverse | 1.000 | 0.900 |",
+        "| length | 0.500 | error |",
+        "| **mean** | **0.750** (2) | **0.900** (1) |",
+        "| **sum** | **1.500** (2) | **0.900** (1) |",
+    ]
+    text = render(rows, "zero", per_program=True)
+    assert "| program | ep AUC | eap AUC |" in text and "mean over 2 program(s) - ep: AUC 0.750; eap: AUC 0.900" in text
 
 
 def test_program_table_counts_errors_against_the_method():

@@ -120,7 +120,7 @@ def test_without_matplotlib_everything_but_the_picture(no_matplotlib, tmp_path, 
     assert main(["compare-methods", "reverse", "--methods", "acdc,eap", "--out", str(out)]) == 0
     cap = capsys.readouterr()
     assert "pip install 'edgeprune[plot]'" in cap.err
-    assert {p.name for p in out.iterdir()} == {"table.md", "table.csv", "rows.json", "circuits"}
+    assert {p.name for p in out.iterdir()} == {"table.md", "table.csv", "rows.json", "circuits", "scores"}
     assert [r["method"] for r in json.loads((out / "rows.json").read_text())] == ["acdc", "eap"]
     assert "PNG" not in cap.out.splitlines()[-1] and "table.md, table.csv, rows.json" in cap.out
 

@@ -30,9 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare-methods",
         help="run Edge Pruning, HAP, EAP, EAP-IG and ACDC on one program or language-model task; table + plot",
         description="Compare circuit-discovery methods on the same graph, data and ablation: edges, sparsity, KL to "
-        "the full model, agreement with its outputs, exact recovery of the ground truth (compiled "
-        "programs) or the task's metric (--model/--task), and wall and CPU time. Writes table.md, "
-        "table.csv, rows.json and kl_vs_sparsity.png to --out; --all also writes rows.jsonl as it goes.",
+        "the full model, agreement with its outputs, exact recovery of the ground truth with a verdict and "
+        "the ROC AUC of each method's edge ranking (compiled programs) or the task's metric (--model/--task), "
+        "MIB's CPR and CMD (--faithfulness), and wall and CPU time. Writes table.md, table.csv, rows.json, "
+        "circuits/, scores/ and the plots (kl_vs_sparsity, roc, faithfulness) to --out; --all also writes "
+        "rows.jsonl as it goes.",
     )
     p.add_argument("target", nargs="?", help=PROGRAM_HELP)
     add_selection_arguments(p, "every registered program; one combined table", "compare the methods on")
@@ -111,7 +113,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="output directory (default results/compare-methods/<target, all, or model-task>-<ablation>)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
-    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    p.add_argument(
+        "--faithfulness",
+        action="store_true",
+        help="also cut every method's ranking at MIB's edge budgets (0.1%%..100%%): faithfulness curves, CPR and "
+        "CMD, with the circuit kept (the rest ablated) and with the circuit ablated; a faithfulness plot",
+    )
+    p.add_argument("--plot-format", choices=("png", "svg"), default="png", help="format of the plots (default png)")
+    p.add_argument("--no-plot", action="store_true", help="skip the plots")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of the Markdown table")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -155,6 +164,8 @@ def _options(args: argparse.Namespace, lm: bool) -> cm.Options:
         args.acdc_tau,
         args.target_sparsity,
         args.batch_size,
+        faithfulness=args.faithfulness,
+        plot_format=args.plot_format,
     )
 
 
@@ -232,6 +243,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(result.text, end="")
         written = "table.md, table.csv, rows.json" + (", rows.jsonl" if many else ", circuits/")
-        written += (", a PNG per program" if many else ", PNG") if result.plotted else ""
+        fmt = args.plot_format.upper()
+        written += (", scores/" if not many else "") + (
+            (f", {fmt}s per program" if many else f", {fmt}s") if result.plotted else ""
+        )
         print(f"(written to {out}/: {written})")
     return 0

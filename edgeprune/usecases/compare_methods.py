@@ -75,6 +75,8 @@ class Options:
     acdc_tau: float = 1e-4
     target_sparsity: float | None = None  # language models only
     batch_size: int | None = None  # language models only
+    faithfulness: bool = False  # MIB's faithfulness curves, CPR and CMD of every ranking (both ablation modes)
+    plot_format: str = "png"  # png or svg
 
     @classmethod
     def from_dict(cls, d: dict) -> Options:
@@ -103,6 +105,35 @@ class _Clock:
         self.wall, self.cpu = time.perf_counter() - self.w, time.process_time() - self.c
 
 
+def _finite(x: float | None) -> float | None:
+    """NaN and infinities as None: rows go to JSON, which has no NaN."""
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def attribution_ranking(graph, scores) -> dict:
+    """EAP/EAP-IG: |score|, the order their top-k cuts take."""
+    return {e: abs(float(s)) for e, s in zip(graph.edges, scores.scores.tolist())}
+
+
+def gate_ranking(masks) -> dict:
+    """Edge Pruning: the learned log-alpha of every edge that has one (the gate's openness)."""
+    return dict(zip(masks.graph.edges, masks.edge_log_alpha.detach().float().cpu().tolist()))
+
+
+def hap_ranking(graph, res) -> dict:
+    """HAP: the kept subgraph first, inside it by learned log-alpha, outside it by |attribution|."""
+    from edgeprune.verify.roc import lexicographic_scores
+
+    kept = {e: 1.0 for e in res.subset}
+    attribution = attribution_ranking(graph, res.scores)
+    return lexicographic_scores(kept, gate_ranking(res.prune.masks), attribution, universe=graph.edges)
+
+
+def acdc_ranking(res) -> dict:
+    """ACDC: each tested edge's KL rise when removed (kept edges rose by more than tau); untested edges last."""
+    return {(e["edge"][0], e["edge"][1]): float(e["delta"]) for e in res.log}
+
+
 def _hap_subtarget(sparsity: float, keep_fraction: float, n_edges: int) -> float:
     """The pruner's sparsity counts kept edges only: the global target translated to the kept subgraph."""
     kept = max(1, math.ceil(keep_fraction * n_edges))
@@ -126,6 +157,8 @@ class _Bench:
     def run_ep(self, sparsity: float | None = None) -> Row:
         raise NotImplementedError
 
+    rankings: dict  # file stem -> {edge: score}: each method's ranking of the edges (larger = kept first)
+
     def hap_row(self, setting: str, circuit: Any, clock: Any, key: str | None, steps: int, res: Any) -> Row:
         """HAP's row: the circuit scored as any other, with its two phases' times and kept-edge count."""
         return self.row(
@@ -138,7 +171,42 @@ class _Bench:
             attribution_seconds=res.attribution_seconds,
             prune_seconds=res.prune_seconds,
             kept=len(res.subset),
+            ranking=hap_ranking(self.graph, res),
         )
+
+    # ----- faithfulness at MIB's budgets (edgeprune.usecases.faithfulness) -----------------
+    def faith_metric(self, edges: list) -> float:
+        """m of the circuit that keeps exactly ``edges``."""
+        raise NotImplementedError
+
+    def faith_bounds(self) -> tuple[float, float]:
+        """(m(full), m(empty))."""
+        raise NotImplementedError
+
+    def faithfulness_of(self, ranking: dict) -> dict:
+        """Both ablation modes' curves of one ranking, as dicts (``FaithfulnessCurve.to_dict``)."""
+        from edgeprune.usecases.faithfulness import MODES, faithfulness_curve, ranking_order
+
+        order = ranking_order(ranking, self.graph.edges)
+        full, empty = self.faith_bounds()
+        return {
+            mode: faithfulness_curve(
+                order, self.faith_metric, full, empty, mode, embeddings=self.graph.embeddings, ablation=self.ablation
+            ).to_dict()
+            for mode in MODES
+        }
+
+    def ranked_fields(self, ranking: dict | None, stem: str, main: bool, extra: dict) -> dict:
+        """Keep ``ranking`` (for the scores/ files); on a main row with --faithfulness add its curves to ``extra``
+        and return the row's cpr and cmd (the complement mode's)."""
+        if ranking is None:
+            return {}
+        self.rankings[stem] = ranking
+        if not (self.opts.faithfulness and main):
+            return {}
+        curves = self.faithfulness_of(ranking)
+        extra["faithfulness"] = curves
+        return {"cpr": _finite(curves["complement"]["cpr"]), "cmd": _finite(curves["complement"]["cmd"])}
 
     def run_hap(self, sparsity: float | None = None) -> Row:
         raise NotImplementedError
@@ -174,25 +242,44 @@ class CompiledBench(_Bench):
     """One compiled program: data, ground truth and the shared circuit scorer."""
 
     def __init__(self, target: str, opts: Options, program: dict | None = None):
-        from edgeprune.compiled.ground_truth import ground_truth
+        from edgeprune.core.dangling import prune_dangling
         from edgeprune.pruning.adapters.compiled import CompiledAdapter
         from edgeprune.pruning.scoring import CircuitScorer
-        from edgeprune.usecases.recovery import prepare
+        from edgeprune.usecases.recovery import MAX_ENUMERATED, known_alternatives, prepare, tolerated_edges
+        from edgeprune.verify.checker import Oracle, model_inputs
+        from edgeprune.verify.verdict import checked_ground_truth
 
         self.opts = opts
         self.model, self.spec, self.data = prepare(target, opts.ablation, opts.seed, **(program or {}))
         self.name = self.spec.name if self.spec is not None else self.model.metadata.name
         self.adapter = CompiledAdapter(self.model)
         self.graph = self.adapter.graph
-        self.truth = ground_truth(self.model, opts.ablation)
+        # the ground truth as recover has it: checked on the model (derived from it where the static rule
+        # fails); every circuit's verdict comes from the same oracle (verify.verdict)
+        self.oracle = Oracle(self.model, opts.ablation, model_inputs(self.model, limit=MAX_ENUMERATED))
+        self.truth = checked_ground_truth(
+            self.model, opts.ablation, oracle=self.oracle, tolerated=tolerated_edges(self.spec)
+        )
+        self.alternatives = known_alternatives(self.spec, opts.ablation)
+        self.truth_set = prune_dangling(self.truth.edges, self.graph.embeddings, opts.ablation)
         self.ev = self.scorer = CircuitScorer(self.adapter, self.data, opts.ablation)
         self.empty_kl = self.ev.empty()
         self.full_out = self.ev.outputs(self.graph.allowed_mask())
         self.scored = self.adapter.loss_mask(self.data.ids, self.data.key_mask)
         self.curves: dict[str, list[tuple[float, float]]] = {}
         self.circuits: dict = {}  # file stem -> Circuit as scored (dangling edges dropped)
+        self.rankings: dict = {}
+        self._full_kl: float | None = None
 
     # ----- scoring a circuit -------------------------------------------------------
+    def faith_metric(self, edges: list) -> float:
+        return -self.kl_of(edges)  # m = -KL, so f = 1 - KL(C) / KL(empty)
+
+    def faith_bounds(self) -> tuple[float, float]:
+        if self._full_kl is None:
+            self._full_kl = self.kl_of(self.graph.edges)
+        return -self._full_kl, -self.empty_kl
+
     def kl_of(self, edges) -> float:
         from edgeprune.pruning.attribution import circuit_mask
 
@@ -203,8 +290,16 @@ class CompiledBench(_Bench):
         from edgeprune.core.dangling import prune_dangling
         from edgeprune.pruning.attribution import circuit_mask
         from edgeprune.verify.compare import compare
+        from edgeprune.verify.roc import roc_curve
+        from edgeprune.verify.verdict import judge
 
-        edges = sorted(prune_dangling(circuit.edges, self.graph.embeddings))
+        ranking = extra.pop("ranking", None)
+        scored: dict[str, Any] = self.ranked_fields(ranking, key or method, key is None, extra)
+        if ranking is not None:
+            fpr, tpr, auc = roc_curve(ranking, self.truth_set, self.graph.edges)
+            scored["auc"] = _finite(auc)
+            extra["roc"] = [[a, b] for a, b in zip(fpr, tpr)]
+        edges = sorted(prune_dangling(circuit.edges, self.graph.embeddings, self.opts.ablation))
         out = self.ev.outputs(circuit_mask(self.graph, edges))
         if self.adapter.output_kind == "categorical":
             same = (out.argmax(-1) == self.full_out.argmax(-1)) | ~self.scored
@@ -213,6 +308,15 @@ class CompiledBench(_Bench):
         agreement = float(same.all(-1).float().mean())
         kl = self.kl_of(edges)
         cmp = compare(circuit, self.truth)
+        verdict = judge(
+            self.model,
+            circuit,
+            self.truth,
+            self.opts.ablation,
+            oracle=self.oracle,
+            comparison=cmp,
+            alternatives=self.alternatives,
+        )
         n = self.graph.n_edges
         self.circuits[key or method] = Circuit(
             edges=list(edges),
@@ -232,6 +336,8 @@ class CompiledBench(_Bench):
             clock.wall,
             clock.cpu,
             extra=extra,
+            verdict=verdict.verdict,
+            **scored,
         )
 
     # ----- methods -------------------------------------------------------------------
@@ -258,7 +364,7 @@ class CompiledBench(_Bench):
             res = Pruner(self.adapter, self.data, cfg).run(progress=False)
         setting = f"{cfg.steps} steps" + (f", sparsity {sparsity:g}" if sparsity is not None else "")
         key = None if sparsity is None else f"ep-sparsity-{sparsity:g}"
-        return self.row("ep", setting, res.circuit, clk, key, steps=cfg.steps)
+        return self.row("ep", setting, res.circuit, clk, key, steps=cfg.steps, ranking=gate_ranking(res.masks))
 
     def run_hap(self, sparsity: float | None = None) -> Row:
         from edgeprune.pruning.hap import hap
@@ -298,6 +404,7 @@ class CompiledBench(_Bench):
             c = scores.top_k(int(round(n * i / CURVE_POINTS)))
             curve.append((1 - len(c) / n, self.kl_of(c.edges)))
         self.curves[method] = curve
+        ranking = attribution_ranking(self.graph, scores)
         rows = [
             self.row(
                 method,
@@ -306,12 +413,15 @@ class CompiledBench(_Bench):
                 clk,
                 k=k,
                 curve=[list(p) for p in curve],
+                ranking=ranking,
             )
         ]
         for s in o.sparsities:
             with _Clock() as c2:
                 circ = scores.at_sparsity(s)
-            rows.append(self.row(method, f"top-k at sparsity {s:g}", circ, c2, f"{method}-sparsity-{s:g}"))
+            rows.append(
+                self.row(method, f"top-k at sparsity {s:g}", circ, c2, f"{method}-sparsity-{s:g}", ranking=ranking)
+            )
         return rows
 
     def run_acdc(self) -> Row:
@@ -321,7 +431,14 @@ class CompiledBench(_Bench):
             res = acdc(
                 self.adapter, self.data, self.opts.ablation, self.opts.acdc_tau, relative=True, evaluator=self.ev
             )
-        return self.row("acdc", f"tau {self.opts.acdc_tau:g} x empty KL", res.circuit, clk, tested=res.tested)
+        return self.row(
+            "acdc",
+            f"tau {self.opts.acdc_tau:g} x empty KL",
+            res.circuit,
+            clk,
+            tested=res.tested,
+            ranking=acdc_ranking(res),
+        )
 
     def run_all(self) -> list[Row]:
         import torch
@@ -415,6 +532,7 @@ class LMBench(_Bench):
         self.curves: dict[str, list[tuple[float, float]]] = {}
         self.circuits: dict = {}  # file stem -> Circuit as scored
         self.subsets: dict = {}  # HAP rows: file stem -> the kept subgraph
+        self.rankings: dict = {}
         self._scorer = None
         self.full_metrics = self.metrics(None)
         self.empty_metrics = self.metrics(self.circuit([], "empty"))
@@ -444,7 +562,14 @@ class LMBench(_Bench):
 
         return evaluate_circuit(self.adapter, self.eval_batch, circuit, self.key, self.opts.ablation, self.batch_size)
 
+    def faith_metric(self, edges: list) -> float:
+        return float(self.metrics(self.circuit(edges, "faithfulness"))[self.metric_name])
+
+    def faith_bounds(self) -> tuple[float, float]:
+        return float(self.full_metrics[self.metric_name]), float(self.empty_metrics[self.metric_name])
+
     def row(self, method: str, setting: str, circuit, clock: _Clock, key: str | None = None, **extra) -> Row:
+        scored = self.ranked_fields(extra.pop("ranking", None), key or method, key is None, extra)
         m = self.metrics(circuit)
         n = self.graph.n_edges
         circuit.meta["model_id"] = self.model_id  # after scoring: evaluate_circuit would hash the weights again
@@ -464,6 +589,7 @@ class LMBench(_Bench):
             extra={**extra, "metrics": m},
             metric=m[self.metric_name],
             metric_name=self.metric_name,
+            **scored,
         )
 
     def notes(self) -> list[str]:
@@ -498,7 +624,13 @@ class LMBench(_Bench):
             cut = cut_at_sparsity(res.masks, s)
         key = None if sparsity is None else f"ep-sparsity-{s:g}"
         return self.row(
-            "ep", f"{cfg.steps} steps, sparsity {s:g}", self.circuit(cut.edges, "ep"), clk, key, steps=cfg.steps
+            "ep",
+            f"{cfg.steps} steps, sparsity {s:g}",
+            self.circuit(cut.edges, "ep"),
+            clk,
+            key,
+            steps=cfg.steps,
+            ranking=gate_ranking(res.masks),
         )
 
     def run_hap(self, sparsity: float | None = None) -> Row:
@@ -555,6 +687,7 @@ class LMBench(_Bench):
                 clk,
                 k=k,
                 curve=[list(p) for p in curve],
+                ranking=attribution_ranking(self.graph, scores),
             )
         ]
         for s in o.sparsities:
@@ -580,7 +713,12 @@ class LMBench(_Bench):
             ev = self.scorer  # built here, the first time: its cost is ACDC's
             res = acdc(self.adapter, self.data, o.ablation, o.acdc_tau, relative=True, evaluator=ev)
         return self.row(
-            "acdc", f"tau {o.acdc_tau:g} x empty KL", self.circuit(res.circuit.edges, "acdc"), clk, tested=res.tested
+            "acdc",
+            f"tau {o.acdc_tau:g} x empty KL",
+            self.circuit(res.circuit.edges, "acdc"),
+            clk,
+            tested=res.tested,
+            ranking=acdc_ranking(res),
         )
 
 
@@ -592,11 +730,12 @@ def save(
     plot_it: bool,
     notes: list[str] | None = None,
     per_program: bool = False,
+    fmt: str = "png",
 ) -> tuple[str, bool]:
-    """table.md, table.csv, rows.json (and the plot when asked and matplotlib is there) in ``out``;
-    returns table.md's text and whether the plot was drawn."""
+    """table.md, table.csv, rows.json (and the plots when asked and matplotlib is there) in ``out``;
+    returns table.md's text and whether the plots were drawn."""
     text = report.write_tables(rows, out, ablation, notes, per_program)
-    drawn = plot_it and report.try_plot(rows, out / "kl_vs_sparsity.png", title)
+    drawn = plot_it and report.try_plots(rows, out, title, fmt)
     return text, drawn
 
 
@@ -607,6 +746,14 @@ def save_circuits(bench: _Bench, out: Path) -> None:
     (out / "circuits").mkdir(parents=True, exist_ok=True)
     for stem, circuit in bench.circuits.items():
         circuit.save(out / "circuits" / f"{stem}.json")
+    if bench.rankings:  # every edge's score per method: `edgeprune export --scores` writes them into MIB's format
+        from edgeprune.core.mib_format import scores_to_dict
+
+        (out / "scores").mkdir(exist_ok=True)
+        for stem, ranking in bench.rankings.items():
+            meta = {"method": stem, "ablation": bench.ablation, "larger": "ranked first"}
+            doc = scores_to_dict(ranking, bench.graph.model, meta)
+            (out / "scores" / f"{stem}.json").write_text(json.dumps(doc) + "\n")
 
 
 # ----- several programs: rows.jsonl, --resume, --jobs -------------------------------------
@@ -740,10 +887,11 @@ def run_programs(
             bar.update(1)
             if plot_it and any(not r.error for r in new):
                 (out / name).mkdir(exist_ok=True)
-                plot_it = report.try_plot(
+                plot_it = report.try_plots(
                     [r for r in rows if r.program == name],
-                    out / name / "kl_vs_sparsity.png",
+                    out / name,
                     f"{name} ({opts.ablation} ablation)",
+                    opts.plot_format,
                 )  # False: no matplotlib, stop trying
     return registry_order(rows)
 
@@ -764,7 +912,9 @@ def compare_program(
     """One compiled program (a name, a program reference or a model directory): rows, tables, plot, circuits."""
     bench = CompiledBench(target, opts, program)
     rows = bench.run_all()
-    text, drawn = save(rows, out, opts.ablation, f"{bench.name} ({opts.ablation} ablation)", plot_it)
+    text, drawn = save(
+        rows, out, opts.ablation, f"{bench.name} ({opts.ablation} ablation)", plot_it, fmt=opts.plot_format
+    )
     save_circuits(bench, out)
     return Comparison(rows, text, drawn)
 
@@ -782,7 +932,15 @@ def compare_language_model(
     """A language model on a task: rows scored on the held-out split, tables, plot, circuits."""
     bench = LMBench(model, task, opts, sizes, dtype, device)
     rows = bench.run_all()
-    text, drawn = save(rows, out, opts.ablation, f"{bench.name} ({opts.ablation} ablation)", plot_it, bench.notes())
+    text, drawn = save(
+        rows,
+        out,
+        opts.ablation,
+        f"{bench.name} ({opts.ablation} ablation)",
+        plot_it,
+        bench.notes(),
+        fmt=opts.plot_format,
+    )
     save_circuits(bench, out)
     return Comparison(rows, text, drawn)
 

@@ -27,6 +27,10 @@ COLUMNS = (
     "cpu_seconds",
     "metric",
     "metric_name",
+    "auc",
+    "cpr",
+    "cmd",
+    "verdict",
 )
 #: what to print when the picture cannot be drawn
 PLOT_HINT = "matplotlib is not installed, so no plot was drawn; pip install 'edgeprune[plot]' to get it"
@@ -39,7 +43,7 @@ def _fmt(v, key: str) -> str:
         return "yes" if v else "no"
     if key in ("kl",):
         return f"{v:.2e}" if v >= 1e-3 or v == 0 else f"{v:.1e}"
-    if key in ("sparsity", "agreement"):
+    if key in ("sparsity", "agreement", "auc", "cpr", "cmd"):
         return f"{v:.3f}"
     if key == "metric":
         return f"{v:.4g}"
@@ -64,6 +68,12 @@ def markdown_table(rows: list[Row], ablation: str) -> str:
         cols.append(("metric", names[0] if len(names) == 1 else "metric"))
     if any(r.truth_edges is not None for r in rows) or not names:
         cols += [("exact", "exact"), ("truth_edges", "truth")]
+    if any(r.verdict for r in rows):
+        cols.append(("verdict", "verdict"))
+    if any(r.auc is not None for r in rows):
+        cols.append(("auc", "AUC"))
+    if any(r.cpr is not None for r in rows):
+        cols += [("cpr", "CPR"), ("cmd", "CMD")]
     cols += [("seconds", "wall s"), ("cpu_seconds", "cpu s")]
     lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
@@ -127,6 +137,74 @@ def summary(rows: list[Row]) -> str:
         exact[method] = exact.get(method, 0) + bool(r.exact)
     parts = [f"{m}: {exact[m]}/{total[m]}" for m in total]
     return "exact recoveries - " + ", ".join(parts)
+
+
+def verdict_summary(rows: list[Row]) -> str:
+    """Verdict counts per method (main rows; an error row counts as ``error``), the verdicts that occur."""
+    from edgeprune.usecases.report import VERDICT_ORDER
+
+    main = _main_rows(rows)
+    if not any(r.verdict for r in main.values()):
+        return ""
+    programs = list(dict.fromkeys(r.program for r in rows))
+    parts = []
+    for m in [m for m in METHODS if any(r.method == m for r in rows)]:
+        counts = dict.fromkeys(VERDICT_ORDER, 0)
+        for p in programs:
+            r = main.get((p, m))
+            if r is None and (p, "-") not in main:
+                continue
+            v = "error" if r is None or r.error else (r.verdict or "unjudged")
+            counts[v] = counts.get(v, 0) + 1
+        parts.append(f"{m}: " + ", ".join(f"{k} {n}" for k, n in counts.items() if n))
+    return "verdicts - " + "; ".join(parts)
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def score_summary(rows: list[Row]) -> str:
+    """Mean ROC AUC (and mean CPR/CMD with --faithfulness) per method over the programs' main rows."""
+    main = _main_rows(rows)
+    parts = []
+    for m in [m for m in METHODS if any(r.method == m for r in rows)]:
+        got = [r for (_, mm), r in main.items() if mm == m and not r.error]
+        bits = []
+        for key, label in (("auc", "AUC"), ("cpr", "CPR"), ("cmd", "CMD")):
+            vals = [getattr(r, key) for r in got if getattr(r, key) is not None]
+            if vals:
+                bits.append(f"{label} {_fmt(_mean(vals), key)}")
+        if bits:
+            parts.append(f"{m}: " + " ".join(bits))
+    if not parts:
+        return ""
+    return f"mean over {len({p for p, _ in main if p != '-'})} program(s) - " + "; ".join(parts)
+
+
+def score_table(rows: list[Row], key: str = "auc", label: str = "AUC") -> str:
+    """One line per program, each method's ``key`` (AUC, CPR or CMD) side by side; then their mean and sum."""
+    main = _main_rows(rows)
+    if not any(getattr(r, key) is not None for r in main.values()):
+        return ""
+    programs = [p for p in dict.fromkeys(r.program for r in rows)]
+    methods = [m for m in METHODS if any(r.method == m for r in rows)]
+    head = ["program"] + [f"{m} {label}" for m in methods]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    got: dict[str, list[float]] = {m: [] for m in methods}
+    for p in programs:
+        cells = []
+        for m in methods:
+            r = main.get((p, m))
+            v = None if r is None or r.error else getattr(r, key)
+            if v is not None:
+                got[m].append(v)
+            cells.append(_fmt(v, key) if v is not None else ("error" if r is not None and r.error else ""))
+        lines.append("| " + " | ".join([p, *cells]) + " |")
+    for name, fn in (("mean", _mean), ("sum", lambda v: sum(v) if v else None)):
+        cells = [f"**{_fmt(fn(got[m]), key)}** ({len(got[m])})" if got[m] else "" for m in methods]
+        lines.append("| " + " | ".join([f"**{name}**", *cells]) + " |")
+    return "\n".join(lines)
 
 
 def hap_vs_ep(rows: list[Row]) -> str:
@@ -198,6 +276,71 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def plot_roc(rows: list[Row], path: Path, title: str) -> bool:
+    """ROC curves of every method's ranking on one program (main rows' ``extra["roc"]``); False when none."""
+    curves = [(m, r) for (_, m), r in _main_rows(rows).items() if r.extra.get("roc") and m in METHODS]
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    for m, r in curves:
+        xs, ys = zip(*r.extra["roc"])
+        st = METHODS[m].style
+        auc = "" if r.auc is None else f" (AUC {r.auc:.3f})"
+        ax.plot(xs, ys, "-", color=st.color, label=f"{m}{auc}", marker=st.marker, markersize=3, alpha=0.8)
+    ax.set_xlabel("false-positive rate (non-truth edges kept)")
+    ax.set_ylabel("true-positive rate (ground-truth edges kept)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_faithfulness(rows: list[Row], path: Path, title: str) -> bool:
+    """Normalized faithfulness against the MIB edge budget, per method, both ablation modes; False when none."""
+    curves = [(m, r) for (_, m), r in _main_rows(rows).items() if r.extra.get("faithfulness") and m in METHODS]
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, mode, what in zip(axes, ("complement", "circuit"), ("circuit kept, rest ablated", "circuit ablated")):
+        for m, r in curves:
+            c = r.extra["faithfulness"].get(mode)
+            if not c:
+                continue
+            st = METHODS[m].style
+            ys = [float("nan") if v is None else v for v in c["f"]]
+            ax.plot(
+                [100 * b for b in c["budgets"]],
+                ys,
+                "-" + st.marker,
+                color=st.color,
+                label=f"{m} (CPR {c['cpr']:.3f}, CMD {c['cmd']:.3f})",
+            )
+        ax.set_xscale("log")
+        ax.axhline(1.0, color="grey", linestyle=":")
+        ax.set_xlabel("circuit: % of the graph's edges (log axis)")
+        ax.set_title(f"{mode}: {what}", fontsize=9)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("normalized faithfulness f")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def plot_available() -> bool:
     """Whether matplotlib can be imported (the ``plot`` extra); without it, say ``PLOT_HINT``."""
     try:
@@ -215,11 +358,26 @@ def try_plot(rows: list[Row], path: Path, title: str) -> bool:
     return True
 
 
+def try_plots(rows: list[Row], out: Path, title: str, fmt: str = "png") -> bool:
+    """KL against sparsity, and (when the rows have them) ROC curves and faithfulness curves, as ``fmt``
+    (png or svg) in ``out``; False when matplotlib is not installed."""
+    if not plot_available():
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    plot(rows, out / f"kl_vs_sparsity.{fmt}", title)
+    plot_roc(rows, out / f"roc.{fmt}", f"ROC against the ground truth: {title}")
+    plot_faithfulness(rows, out / f"faithfulness.{fmt}", f"faithfulness at MIB's edge budgets: {title}")
+    return True
+
+
 def render(rows: list[Row], ablation: str, notes: list[str] | None = None, per_program: bool = False) -> str:
-    """table.md: the per-program table (several programs), the row table, then notes and summaries."""
+    """table.md: the per-program tables (several programs), the row table, then notes and summaries."""
     parts = [program_table(rows)] if per_program else []
+    if per_program:
+        parts += [t for t in (score_table(rows), score_table(rows, "cpr", "CPR"), score_table(rows, "cmd", "CMD")) if t]
     parts.append(markdown_table(rows, ablation))
-    lines = [x for x in [*(notes or []), summary(rows), hap_vs_ep(rows)] if x]
+    extra = [summary(rows), verdict_summary(rows), score_summary(rows), hap_vs_ep(rows)]
+    lines = [x for x in [*(notes or []), *extra] if x]
     return "\n\n".join(parts) + "\n\n" + "\n".join(lines) + "\n"
 
 

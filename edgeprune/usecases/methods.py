@@ -42,6 +42,10 @@ class Row:
     extra: dict = field(default_factory=dict)
     metric: float | None = None  # language models: the task's metric (named by metric_name)
     metric_name: str = ""
+    auc: float | None = None  # compiled programs: ROC AUC of the method's edge ranking against the ground truth
+    cpr: float | None = None  # --faithfulness: MIB's CPR and CMD of the ranking (circuit kept, rest ablated)
+    cmd: float | None = None
+    verdict: str = ""  # compiled programs: exact / alternative / not-minimal / unfaithful (verify.verdict)
 
 
 class Bench(Protocol):
