@@ -20,9 +20,10 @@ import torch
 
 from edgeprune.core.circuit import Circuit
 from edgeprune.core.errors import EdgePruneError
+from edgeprune.core.options import is_mean
 from edgeprune.pruning.adapter import ModelAdapter
 from edgeprune.pruning.adapters.hf_loading import adapter_for, load_hf_model
-from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
+from edgeprune.pruning.disentangled import DisentangledForward, ablated_states, writer_means
 from edgeprune.pruning.hard_concrete import MaskParameters
 from edgeprune.pruning.metrics import METRICS, TASK_METRICS
 from edgeprune.pruning.tasks import TASK_NAMES, TaskBatch, TaskDataset, build_task
@@ -72,6 +73,9 @@ def load_model(
     model, tok = load_hf_model(source, dtype=dtype, device=device)
     if tok is None:
         raise EdgePruneError(f"{source} has no tokenizer; save one next to the model (tokenizer.save_pretrained)")
+    positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:  # tasks refuse longer examples by name (tasks.base)
+        tok.model_max_length = min(positions, getattr(tok, "model_max_length", positions) or positions)
     adapter = adapter_for(model, gradient_checkpointing=gradient_checkpointing)
     return LoadedModel(str(source), model, tok, adapter)
 
@@ -176,8 +180,12 @@ def evaluate_circuit(
     ablation: str = "interchange",
     batch_size: int = 32,
     allow_other_model: bool = False,
+    means: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """The paper's metrics of ``task`` for the circuit (None: the full model) against the full model.
+
+    Mean ablation uses ``means`` (``writer_means`` over the reference set, e.g. the train split),
+    else the writers' means over ``batch`` itself.
 
     Per-example values from minibatches are pooled before averaging (NaNs, e.g. a constant
     Kendall row, dropped), so the result does not depend on ``batch_size``.
@@ -185,6 +193,8 @@ def evaluate_circuit(
     names = TASK_METRICS[task]
     fwd = engine_forward(adapter)
     mask = None if circuit is None else circuit_edge_mask(adapter, circuit, allow_other_model)
+    if mask is not None and is_mean(ablation) and means is None:
+        means = writer_means(adapter, batch.clean_ids, batch.attention_mask, ablation, batch_size)
     values: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     for mb in batch.minibatches(batch_size):
         km = mb.attention_mask
@@ -192,7 +202,7 @@ def evaluate_circuit(
         if mask is None:
             circ = full
         else:
-            ablated = ablated_states(adapter, ablation, mb.clean_ids, mb.corrupted_ids, km)
+            ablated = ablated_states(adapter, ablation, mb.clean_ids, mb.corrupted_ids, km, means)
             circ = fwd.output(mb.clean_ids, mask.to(full.device), None, ablated, km)
         mb = mb.to(full.device)
         for n in names:
@@ -229,6 +239,10 @@ def circuit_metrics(
     key = task_key(task)
     batch = dataset.batch(split)
     g = loaded.adapter.graph
+    means = None
+    if is_mean(ablation):  # the reference set pruning used: the train split
+        train = dataset.batch("train")
+        means = writer_means(loaded.adapter, train.clean_ids, train.attention_mask, ablation, eval_batch_size)
     return {
         "model": loaded.source,
         "task": str(task),
@@ -238,7 +252,9 @@ def circuit_metrics(
         "edges": len(circuit),
         "edges_total": g.n_edges,
         "sparsity": 1.0 - len(circuit) / g.n_edges,
-        "circuit": evaluate_circuit(loaded.adapter, batch, circuit, key, ablation, eval_batch_size, allow_other_model),
+        "circuit": evaluate_circuit(
+            loaded.adapter, batch, circuit, key, ablation, eval_batch_size, allow_other_model, means
+        ),
         "full_model": evaluate_circuit(loaded.adapter, batch, None, key, ablation, eval_batch_size),
     }
 

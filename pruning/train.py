@@ -37,7 +37,7 @@ from edgeprune.core.errors import EdgePruneError
 from edgeprune.core.options import check_ablation, check_cut, check_loss
 from edgeprune.pruning import objective as obj
 from edgeprune.pruning.adapter import ModelAdapter
-from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
+from edgeprune.pruning.disentangled import DisentangledForward, ablated_states, data_means
 from edgeprune.pruning.hard_concrete import MaskParameters, gate_score
 from edgeprune.pruning.threshold import extract_circuit
 
@@ -158,6 +158,9 @@ class PruneData:
     key_mask: torch.Tensor | None = None  # (N, T) bool
     corrupted: torch.Tensor | None = None  # (N, T) long, same lengths as ``ids``
     loss_mask: torch.Tensor | None = None  # (N, T) bool, scored positions; None: the adapter's choice
+    # mean ablation's reference set (writers' means over it); None: the clean inputs ``ids`` themselves
+    reference: torch.Tensor | None = None  # (M, T') long, BOS first
+    reference_key_mask: torch.Tensor | None = None  # (M, T') bool
 
     def __post_init__(self) -> None:
         if self.corrupted is not None and tuple(self.corrupted.shape) != tuple(self.ids.shape):
@@ -182,6 +185,9 @@ class PruneData:
             h.update(b"none" if t is None else t.cpu().contiguous().numpy().tobytes())
         if self.loss_mask is not None:  # only when given, so older fingerprints stay valid
             h.update(self.loss_mask.cpu().contiguous().numpy().tobytes())
+        for t in (self.reference, self.reference_key_mask):
+            if t is not None:
+                h.update(t.cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
 
@@ -205,6 +211,7 @@ class Pruner:
                 "interchange ablation needs corrupted inputs in the data; give corruptions or use --ablation zero"
             )
         self.loss_kind = config.loss or obj.default_loss(adapter.output_kind)
+        self.means = data_means(adapter, data, config.ablation)  # mean ablation: over the reference set, once
         self.gen = torch.Generator().manual_seed(config.seed)
         self.masks = MaskParameters(adapter.graph, generator=self.gen, edge_subset=edge_subset)
         self.edge_lambdas = torch.nn.Parameter(torch.zeros(2))
@@ -300,7 +307,7 @@ class Pruner:
         ids = self.data.ids[idx]
         km = None if self.data.key_mask is None else self.data.key_mask[idx]
         corr = None if self.data.corrupted is None else self.data.corrupted[idx]
-        ablated = ablated_states(self.adapter, c.ablation, ids, corr, km)
+        ablated = ablated_states(self.adapter, c.ablation, ids, corr, km, self.means)
         # noise for the whole global batch on every rank (same generator), so N processes draw the masks one would
         edge_z, node_z = self.masks.sample(self.gen, n_global if c.per_example_masks else None)
         sampled = (edge_z, node_z)  # the sparsity estimate uses every sample, identical on every rank
@@ -421,7 +428,7 @@ class Pruner:
             ids = self.data.ids[sl]
             km = None if self.data.key_mask is None else self.data.key_mask[sl]
             corr = None if self.data.corrupted is None else self.data.corrupted[sl]
-            ablated = ablated_states(self.adapter, self.cfg.ablation, ids, corr, km)
+            ablated = ablated_states(self.adapter, self.cfg.ablation, ids, corr, km, self.means)
             out = self.forward.output(ids, dense, None, ablated, km)
             parts.append(
                 obj.faithfulness_per_example(self.loss_kind, self._targets(sl, ids, km), out, self.loss_mask[sl])

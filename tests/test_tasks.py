@@ -308,3 +308,109 @@ def test_batch_select_and_minibatches(word_tok) -> None:
     assert [len(p) for p in parts] == [2, 2, 1]
     assert torch.equal(torch.cat([p.clean_ids for p in parts]), b.clean_ids)
     assert parts[1].examples == b.examples[2:4]
+
+
+# ----------------------------------------------------------------------------------------------
+# bad task files: one message naming the file, line and fix (issue 15)
+
+GOOD = {"clean": "1 + 2 = <predict>3</predict>", "corrupted": "1 + 5 = <predict>6</predict>"}
+
+
+def test_non_utf8_task_file_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "task.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"clean": "caf\xe9 <predict>3</predict>"}\n')
+    with pytest.raises(
+        EdgePruneError, match=r"task.jsonl:2: byte 0xe9 at column 15 is not UTF-8.*save the task file as UTF-8"
+    ):
+        build_task(path)
+
+
+@pytest.mark.parametrize(
+    "row, needle",
+    [
+        ({"corrupted": "1 + 5 = <predict>6</predict>"}, 'the field "clean" is missing'),
+        ({"clean": "1 + 2 = <predict>3</predict>"}, 'the field "corrupted" is missing'),
+        ({"clean": 3, "corrupted": "x"}, 'the field "clean" must be a string, not int'),
+        ({**GOOD, "split": 1}, '"split" must be a string'),
+        ('["clean", "corrupted"]', "not a list"),
+        ('{"clean": "a", ', "not valid JSON"),
+        ("[" * 100000, "JSON"),
+    ],
+)
+def test_task_line_problems_named(tmp_path: Path, row, needle: str) -> None:
+    path = _write(tmp_path, [GOOD, row])
+    with pytest.raises(EdgePruneError) as err:
+        build_task(path)
+    assert needle in str(err.value) and "task.jsonl:2" in str(err.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n   \n", b"\xef\xbb\xbf\n"])
+def test_empty_task_file(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "task.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(EdgePruneError, match="has no examples; write one JSON object per line"):
+        build_task(path)
+
+
+def test_example_longer_than_the_model_context(tmp_path: Path) -> None:
+    tok = task_tokenizer()
+    tok.model_max_length = 6  # what language_models.load_model records for a 6-position model
+    long_row = {"clean": "1 + 2 + 3 + 4 = <predict>9</predict>", "corrupted": "1 + 2 + 3 + 5 = <predict>9</predict>"}
+    ds = build_task(_write(tmp_path, [GOOD, long_row]), tok)
+    with pytest.raises(EdgePruneError) as err:
+        ds.batch("train")
+    msg = str(err.value)
+    assert "task.jsonl:2" in msg and "9 tokens exceed the model's context of 6 positions" in msg
+    tok.model_max_length = 9
+    assert ds.batch("train").clean_ids.shape[1] == 9
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=5,
+)
+_TEXT = st.sampled_from(
+    ["1 + 2 = <predict>3</predict>", "1 + 5 = <predict>6</predict>", "1 + 2 =", "<predict>3</predict>", "1 <predict>2"]
+) | st.text(max_size=30)
+
+
+@st.composite
+def _task_line(draw) -> bytes:
+    kind = draw(st.sampled_from(["good", "fields", "json", "bytes", "blank"]))
+    if kind == "good":
+        return json.dumps(GOOD).encode()
+    if kind == "fields":
+        row = {"clean": draw(_TEXT), "corrupted": draw(_TEXT)}
+        if draw(st.booleans()):
+            row[draw(st.sampled_from(["clean", "corrupted", "split"]))] = draw(_JSON)
+        if draw(st.booleans()):
+            row.pop(draw(st.sampled_from(["clean", "corrupted"])))
+        return json.dumps(row).encode()
+    if kind == "json":
+        return json.dumps(draw(_JSON)).encode()
+    if kind == "bytes":
+        good = json.dumps(GOOD).encode()
+        cut = draw(st.integers(0, len(good)))
+        return good[:cut] + draw(st.binary(max_size=4)) + good[cut:]
+    return b"   "
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(_task_line(), max_size=5))
+def test_fuzz_task_jsonl(tmp_path_factory, lines) -> None:
+    """A task file either builds and batches, or is refused with an EdgePruneError naming it."""
+    tok = task_tokenizer()
+    tok.model_max_length = 12
+    path = tmp_path_factory.mktemp("task") / "t.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    try:
+        ds = build_task(path, tok)
+        for split in ("train", "validation", "test"):
+            ds.batch(split)
+    except EdgePruneError as err:
+        assert str(err).strip() and ("t.jsonl" in str(err) or "example" in str(err)), str(err)

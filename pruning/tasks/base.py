@@ -191,6 +191,20 @@ def _encode_pair(tokenizer: Any, prompt: str, answer: str, ex: TaskExample, whic
     return full, len(head)
 
 
+#: ``transformers`` sets ``model_max_length`` to a huge sentinel when a tokenizer knows no limit
+_NO_LIMIT = 10**9
+
+
+def model_context(tokenizer: Any) -> int | None:
+    """The model's number of positions as recorded on its tokenizer (``model_max_length``), if any.
+
+    Why on the tokenizer: ``language_models.load_model`` writes the model's positions there, so
+    a too-long example is refused by name here instead of an IndexError in the position embedding.
+    """
+    value = getattr(tokenizer, "model_max_length", None)
+    return value if isinstance(value, int) and 0 < value < _NO_LIMIT else None
+
+
 def pad_token_id(tokenizer: Any) -> int:
     """Pad id: the tokenizer's pad token, else EOS (the reference pads GPT-2 with EOS), else 0."""
     for attr in ("pad_token_id", "eos_token_id"):
@@ -233,6 +247,7 @@ def encode_examples(
     if not examples:
         raise EdgePruneError("no examples to encode; the split is empty (ask for more examples with n=...)")
     rows: list[tuple[list[int], list[int], int, int]] = []
+    context = model_context(tokenizer)
     for ex in examples:
         clean, n_prompt = _encode_pair(tokenizer, ex.clean_prompt, ex.clean_answer, ex, "clean")
         corr, _ = _encode_pair(tokenizer, ex.corrupted_prompt, ex.corrupted_answer, ex, "corrupted")
@@ -245,6 +260,11 @@ def encode_examples(
         if max_length is not None and len(clean) > max_length:
             raise EdgePruneError(
                 f"{ex.describe()}: {len(clean)} tokens exceed max_length={max_length}; shorten it or raise max_length"
+            )
+        if context is not None and len(clean) > context:
+            raise EdgePruneError(
+                f"{ex.describe()}: {len(clean)} tokens exceed the model's context of {context} positions; "
+                "shorten the example or use a model with a longer context"
             )
         rows.append((clean, corr, n_prompt, len(clean)))
     width = max(r[3] for r in rows)

@@ -45,35 +45,67 @@ def parse_text(text: str, where: str, field: str, required: bool) -> tuple[str, 
     return text[: span.start()], span.group(1)
 
 
+def _lines(path: Path) -> list[str]:
+    """The file's lines; a byte that is not UTF-8 is reported with its line, not as a decode traceback."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise EdgePruneError(
+            f"{path}:{line}: byte 0x{data[err.start]:02x} at column {column} is not UTF-8 text; "
+            "save the task file as UTF-8"
+        ) from None
+    return text.lstrip("\ufeff").splitlines()
+
+
 def load_jsonl(path: str | Path) -> list[TaskExample]:
     """Parse a custom task file, naming the line of any problem."""
     path = Path(path)
     if not path.is_file():
         raise EdgePruneError(f"task file {path} does not exist; give a JSONL file or a task name")
     out: list[TaskExample] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(_lines(path), start=1):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise EdgePruneError(f"{where}: not valid JSON ({err.msg}); each line must be one JSON object") from None
-        if (
-            not isinstance(row, dict)
-            or not isinstance(row.get("clean"), str)
-            or not isinstance(row.get("corrupted"), str)
-        ):
-            raise EdgePruneError(f'{where}: each line needs string fields "clean" and "corrupted"')
+            raise EdgePruneError(
+                f"{where}: not valid JSON ({err.msg} at column {err.colno}); each line must be one JSON object "
+                '{"clean": ..., "corrupted": ...}'
+            ) from None
+        except RecursionError:
+            raise EdgePruneError(f"{where}: JSON nested too deeply; each line must be one flat JSON object") from None
+        if not isinstance(row, dict):
+            raise EdgePruneError(
+                f'{where}: a line must be a JSON object with string fields "clean" and "corrupted", '
+                f"not a {type(row).__name__}"
+            )
+        for key in ("clean", "corrupted"):
+            if key not in row:
+                raise EdgePruneError(f'{where}: the field "{key}" is missing; each line needs "clean" and "corrupted"')
+            if not isinstance(row[key], str):
+                raise EdgePruneError(
+                    f'{where}: the field "{key}" must be a string, not {type(row[key]).__name__}; '
+                    'each line needs string fields "clean" and "corrupted"'
+                )
         clean_p, clean_a = parse_text(row["clean"], where, "clean", required=True)
         corr_p, corr_a = parse_text(row["corrupted"], where, "corrupted", required=False)
-        split = str(row.get("split", "train")).lower()
-        split = _ALIASES.get(split, split)
+        raw_split = row.get("split", "train")
+        if not isinstance(raw_split, str):
+            raise EdgePruneError(f'{where}: "split" must be a string (train, validation or test), not {raw_split!r}')
+        split = _ALIASES.get(raw_split.lower(), raw_split.lower())
         if split not in SPLITS:
-            raise EdgePruneError(f"{where}: unknown split {row['split']!r}; use train, validation or test")
+            raise EdgePruneError(f"{where}: unknown split {raw_split!r}; use train, validation or test")
         out.append(TaskExample(clean_p, clean_a, corr_p, corr_a, split=split, source=where))
     if not out:
-        raise EdgePruneError(f"task file {path} has no examples")
+        raise EdgePruneError(
+            f'task file {path} has no examples; write one JSON object per line, e.g. {{"clean": '
+            '"1 + 2 = <predict>3</predict>", "corrupted": "1 + 5 = <predict>6</predict>"}'
+        )
     return out
 
 
