@@ -54,6 +54,9 @@ def ioi_run(model_dir, tmp_path_factory):
             "0.8",
             "--batch-size",
             "8",
+            "--faithfulness",
+            "--plot-format",
+            "svg",
             "--out",
             str(out),
         ]
@@ -92,7 +95,25 @@ def test_table_names_the_task_metric(ioi_run):
     with (out / "table.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["metric_name"] for r in rows] == ["logit_diff"] * 5
-    assert (out / "kl_vs_sparsity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (out / "kl_vs_sparsity.svg").read_bytes()[:2000]
+
+
+def test_faithfulness_cpr_and_cmd_per_method(ioi_run):
+    """--faithfulness on a language model: every method's ranking cut at MIB's budgets, the task's metric
+    normalized between the empty circuit and the full model; no ROC (there is no ground truth)."""
+    from edgeprune.usecases.faithfulness import MIB_BUDGETS, cpr_cmd
+
+    _, out = ioi_run
+    rows = json.loads((out / "rows.json").read_text())
+    for r in rows:
+        assert r["auc"] is None and r["verdict"] == ""
+        kept = r["extra"]["faithfulness"]["complement"]
+        assert kept["budgets"] == pytest.approx(list(MIB_BUDGETS)) and kept["k"][-1] == N_EDGES
+        assert kept["f"][-1] == pytest.approx(1.0, abs=1e-4)
+        assert (r["cpr"], r["cmd"]) == pytest.approx(cpr_cmd(kept["budgets"], kept["f"]))
+    md = (out / "table.md").read_text()
+    assert "| CPR | CMD |" in md and "CPR" in md.split("mean over 1 program(s)")[1]
+    assert b"<svg" in (out / "faithfulness.svg").read_bytes()[:2000] and not (out / "roc.svg").exists()
 
 
 def test_rows_match_edgeprune_evaluate_of_the_circuit_files(ioi_run, model_dir, capsys):

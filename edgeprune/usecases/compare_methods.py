@@ -7,7 +7,15 @@ Compiled programs (a program name, a model directory, ``--all`` or ``--programs`
 dangling edges dropped (``prune_dangling``), then KL to the full model (the
 pruning loss: ``kl``, ``seq_kl`` for numerical programs), agreement with the
 full model's decoded output (argmax at every scored position, or within 0.05
-for numerical outputs), and graph-exact comparison with the ground truth.
+for numerical outputs), graph-exact comparison with the ground truth (checked on the
+model, as ``recover`` has it) and the circuit's verdict (``verify.verdict.judge``:
+exact, alternative, not-minimal or unfaithful).  Every method also ranks all edges
+(EAP/EAP-IG by |score|, Edge Pruning by learned log-alpha, HAP by kept subgraph then
+log-alpha then |attribution|, ACDC by each tested edge's KL rise): the ranking's ROC
+curve and AUC against the ground truth (``verify.roc``) go in the row, the ranking
+itself in ``scores/<method>.json`` (which ``edgeprune export --scores`` reads), and
+with ``--faithfulness`` its curve at MIB's edge budgets with CPR and CMD
+(``edgeprune.usecases.faithfulness``), on compiled programs and language models alike.
 Methods come from the registry (``edgeprune.usecases.methods``); how each picks its circuit without looking at the ground truth:
 
 * ``ep``: the recovery settings (``pruning.defaults.recovery_config``);
