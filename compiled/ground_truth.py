@@ -23,13 +23,34 @@ computation uses for this program:
   (not ``one``, BOS, pad, indices, nor SOps of positions and length only);
   and a categorical SOp counts for q (k) only when its values score the keys
   (queries) differently.
+* under mean ablation a removed edge carries the writer's mean output over the
+  reference inputs.  ``mean`` (per position, over the references that have the
+  position): a direction whose value at each position is the same in every
+  reference equals its mean there, so like interchange it drops out.  Those are
+  the directions of functions of the position alone (``one``, BOS, ``indices``,
+  SOps of them) and, when every reference has one length, of the length too
+  (``length``, ``opp_idx``); with several lengths a length-dependent SOp varies at
+  a position and counts.  ``mean-all`` (one mean over every reference and
+  position): only directions constant at every position of every reference drop
+  out (``one``; BOS and ``indices`` count).  Which directions are constant is read
+  off the writers' outputs in the full model on the reference inputs (every input
+  up to ``max_seq_len`` unless given; a seeded sample past ``MAX_REFERENCES``), so
+  the rule is exact for that reference set.  A categorical SOp read by q (k)
+  whose values all score alike drops out as under interchange: its mean is a
+  mixture of those values' directions and scores alike too.  Where the checker
+  rejects this rule for a program the program is refused
+  (:class:`MeanGroundTruthUndefined`, with the reason) rather than answered.
 
 Dangling edges are then removed with ``edgeprune.core.dangling.prune_dangling``.
 """
 
 from __future__ import annotations
 
+import itertools
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 import torch
@@ -39,11 +60,48 @@ from edgeprune.compiled.model import CompiledTransformer
 from edgeprune.core import names
 from edgeprune.core.circuit import Circuit
 from edgeprune.core.dangling import prune_dangling
+from edgeprune.core.errors import EdgePruneError
 from edgeprune.core.graph import ComputationalGraph
+from edgeprune.core.options import check_ablation, is_mean
 
 ONE = "one"
 TRIVIAL_PREDICATES = ("TRUE", "FALSE")
 _EPS = 0.0
+#: mean ablation's default reference set: every input up to max_seq_len, a seeded sample past this many
+MAX_REFERENCES = 4000
+#: a writer's direction is constant over the references when its values differ by at most this
+_CONST_ATOL = 1e-6
+#: library programs whose rule circuit under a mean ablation the checker rejects, (program, ablation) -> the
+#: rule's edges it finds unnecessary: there the mean of what those edges carry (a mixture of the values over the
+#: references) decodes like the values themselves on every input, e.g. last_token's query ``length - 1``
+#: still selects the last key because the references hold more long inputs than short ones.  The rule's
+#: circuit stays sufficient; it is not minimal.  tests/test_ground_truth_library.py checks every entry.
+MEAN_UNDEFINED: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
+    ("first_a_index", "mean"): (("m0", "a1.h0.k"), ("m0", "a1.h0.q"), ("m1", "m2"), ("tok", "m0")),
+    ("balanced_prefix", "mean"): (("a1.h0", "m1"), ("a1.h1", "m1"), ("m0", "a1.h0.v"), ("m0", "a1.h1.v")),
+    ("last_token", "mean"): (("m0", "m1"), ("m1", "a2.h0.q")),
+    ("sort_unique", "mean-all"): (("tok", "m0"),),
+    ("sort", "mean-all"): (("tok", "m1"),),
+    ("sort_desc", "mean-all"): (("tok", "m2"),),
+    ("first_a_index", "mean-all"): (
+        ("a1.h0", "m1"),
+        ("m0", "a1.h0.k"),
+        ("m0", "a1.h0.q"),
+        ("m1", "m2"),
+        ("m2", "a3.h0.q"),
+        ("pos", "m0"),
+        ("tok", "m0"),
+    ),
+    ("first_token", "mean-all"): (("pos", "a0.h0.q"),),
+    ("count_eq_first", "mean-all"): (("pos", "a0.h0.q"),),
+    ("last_token", "mean-all"): (("m0", "m1"), ("m1", "a2.h0.q")),
+    ("max_token", "mean-all"): (("m1", "a2.h0.q"),),
+    ("majority_token", "mean-all"): (("pos", "a5.h0.q"), ("tok", "m3")),
+}
+
+
+class MeanGroundTruthUndefined(EdgePruneError):
+    """The mean-ablation rule does not give this program's ground truth (the checker rejects it)."""
 
 
 @dataclass(frozen=True)
@@ -195,10 +253,91 @@ def _head_semantic_owners(node: NodeInfo, meta: ModelMetadata, causal: bool = Fa
     return {"q": q, "k": k, "v": v}
 
 
-def candidate_edges(model: CompiledTransformer, ablation: str = "zero") -> set[tuple[str, str]]:
-    """Ground-truth edges before the dangling rule."""
-    if ablation not in ("zero", "interchange"):
-        raise ValueError(f"ablation must be 'zero' or 'interchange', got {ablation!r}")
+def reference_inputs(model: CompiledTransformer, limit: int = MAX_REFERENCES, seed: int = 0) -> list[list[Any]]:
+    """Every input of length 1..max_seq_len (distinct tokens when the program requires), a seeded sample past
+    ``limit``: the default reference set of mean ablation (the same set as the checker's)."""
+    meta = model.metadata
+    vocab, n_max = list(meta.vocab), meta.max_seq_len
+    distinct = meta.extra.get("input_constraint") == "distinct"
+    total = sum(len(vocab) ** n for n in range(1, n_max + 1))
+    if total <= 4 * limit:
+        out = [
+            list(seq)
+            for n in range(1, n_max + 1)
+            for seq in itertools.product(vocab, repeat=n)
+            if not distinct or len(set(seq)) == n
+        ]
+        if len(out) <= limit:
+            return out
+        return sorted(random.Random(seed).sample(out, limit), key=lambda s: (len(s), [vocab.index(t) for t in s]))
+    rng = random.Random(seed)
+    seen: set[tuple] = set()
+    while len(seen) < limit:
+        n = rng.randint(1, n_max)
+        seen.add(tuple(rng.sample(vocab, min(n, len(vocab))) if distinct else (rng.choice(vocab) for _ in range(n))))
+    return [list(s) for s in seen]
+
+
+@torch.no_grad()
+def varying_directions(
+    model: CompiledTransformer, ablation: str = "mean", reference: Sequence[Sequence[Any]] | None = None
+) -> dict[str, set[int]]:
+    """Per writer, the residual directions whose output is NOT equal to its mean over the references.
+
+    ``mean``: those whose value at some position differs between two references having that
+    position; ``mean-all``: those not constant over every position of every reference.
+    """
+    if not is_mean(ablation):
+        raise ValueError(f"varying_directions is for the mean ablations, got {ablation!r}")
+    refs = [list(s) for s in (reference if reference is not None else reference_inputs(model))]
+    if not refs:
+        raise EdgePruneError("mean ablation's ground truth needs at least one reference input")
+    by_len: dict[int, list[list[Any]]] = {}
+    for seq in refs:
+        by_len.setdefault(len(seq), []).append(seq)
+    lo: dict[str, torch.Tensor] = {}  # writer -> (T, D) min (per position) over the references
+    hi: dict[str, torch.Tensor] = {}
+    for n in sorted(by_len):
+        ids = torch.tensor([model.metadata.encode(s) for s in by_len[n]])
+        for w, y in _writer_outputs(model, ids).items():
+            a, b = y.amin(0), y.amax(0)  # (n + 1, D)
+            if w not in lo:
+                lo[w], hi[w] = a, b
+                continue
+            k = min(len(a), len(lo[w]))
+            lo[w] = torch.cat([torch.minimum(lo[w][:k], a[:k]), lo[w][k:], a[k:]])
+            hi[w] = torch.cat([torch.maximum(hi[w][:k], b[:k]), hi[w][k:], b[k:]])
+    out = {}
+    for w in lo:
+        if ablation == "mean-all":
+            spread = hi[w].amax(0) - lo[w].amin(0)
+        else:
+            spread = (hi[w] - lo[w]).amax(0)
+        out[w] = set(torch.nonzero(spread > _CONST_ATOL).flatten().tolist())
+    return out
+
+
+def _writer_outputs(model: CompiledTransformer, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every writer's output (B, T, D) in the full model on equal-length ``ids``."""
+    tok, pos = model.embed(ids)
+    outs = {names.TOK: tok, names.POS: pos}
+    x = tok + pos
+    for layer in range(model.config.n_layers):
+        heads = model.attention(layer, x, x, x, None)
+        for h in range(model.config.n_heads):
+            outs[names.head(layer, h)] = heads[:, h]
+        x = x + heads.sum(1)
+        outs[names.mlp(layer)] = m = model.mlp(layer, x)
+        x = x + m
+    return outs
+
+
+def candidate_edges(
+    model: CompiledTransformer, ablation: str = "zero", reference: Sequence[Sequence[Any]] | None = None
+) -> set[tuple[str, str]]:
+    """Ground-truth edges before the dangling rule (``reference``: mean ablation's reference inputs)."""
+    if ablation not in ("zero", "interchange", "mean", "mean-all"):
+        raise ValueError(f"ablation must be 'zero', 'interchange', 'mean' or 'mean-all', got {ablation!r}")
     meta = model.metadata
     dirs = direction_owners(meta)
     owner_of = {d.index: d.owner for d in dirs}
@@ -220,8 +359,20 @@ def candidate_edges(model: CompiledTransformer, ablation: str = "zero") -> set[t
         if kind == "head_input" and names.head(layer, h) not in meta.blocks.heads:
             reads[r] = set()
 
-    if ablation == "interchange":
+    if ablation in ("interchange", "mean"):
         _drop_value_blind_reads(model, reads, owner_of)
+    varying = varying_directions(model, ablation, reference) if is_mean(ablation) else {}
+    if ablation == "mean-all":
+        # a SelectorWidth's MLP reads tokens:BOS only to fix its own output at the BOS position; when no head
+        # reads its SOp as keys or values (which see the BOS position), no decoded output takes that value
+        by_heads = set()
+        for label in meta.blocks.heads.values():
+            used = _head_semantic_owners(nodes[label], meta, bool(model.config.causal))
+            by_heads |= used["k"] | used["v"]
+        for mlp, labels in meta.blocks.mlps.items():
+            widths = [lab for lab in labels if lab in nodes and nodes[lab].expr_type == "SelectorWidth"]
+            if widths and not by_heads & set(widths):
+                reads[mlp] = {i for i in reads[mlp] if owner_of[i] != "bos"}
 
     def varies(i: int) -> bool:
         o = owner_of[i]
@@ -234,6 +385,8 @@ def candidate_edges(model: CompiledTransformer, ablation: str = "zero") -> set[t
         shared = writes[w] & reads[r]
         if ablation == "interchange":
             shared = {i for i in shared if varies(i)}
+        elif is_mean(ablation):
+            shared &= varying[w]
         if shared:
             edges.add((w, r))
     return edges
@@ -262,9 +415,45 @@ def _drop_value_blind_reads(model: CompiledTransformer, reads: dict[str, set[int
                         reads[r] -= set(idx)
 
 
-def ground_truth(model: CompiledTransformer, ablation: str = "zero") -> Circuit:
-    edges = prune_dangling(candidate_edges(model, ablation))
-    return Circuit(sorted(edges), model=model.metadata.name, meta={"ablation": ablation, "kind": "ground_truth"})
+def ground_truth(
+    model: CompiledTransformer, ablation: str = "zero", reference: Sequence[Sequence[Any]] | None = None
+) -> Circuit:
+    """The ground-truth circuit under ``ablation``; mean ablations average over ``reference`` (default: every input,
+    ``reference_inputs``) and refuse programs where the rule is known not to hold."""
+    check_ablation(ablation)
+    if is_mean(ablation):
+        why = mean_refusal(model, ablation)
+        if why is not None:
+            raise MeanGroundTruthUndefined(
+                f"{model.metadata.name} has no ground truth by the rule under {ablation} ablation: {why}; "
+                "use zero or interchange ablation for it, or the checked ground truth "
+                "(verify.verdict.checked_ground_truth), which derives a minimal circuit from the rule's"
+            )
+    return rule_circuit(model, ablation, reference)
+
+
+def mean_refusal(model: CompiledTransformer, ablation: str) -> str | None:
+    """Why the mean rule gives no ground truth for this program (``MEAN_UNDEFINED``), or None."""
+    name = str(model.metadata.extra.get("program") or model.metadata.name)
+    edges = MEAN_UNDEFINED.get((name, ablation))
+    if edges is None:
+        return None
+    return (
+        f"the checker finds the rule's edges {', '.join(names.edge_str(e) for e in edges)} unnecessary (the mean "
+        "of what they carry, a mixture of their values over the references, decodes like the values themselves "
+        "on every input), so the rule's circuit is sufficient but not minimal"
+    )
+
+
+def rule_circuit(
+    model: CompiledTransformer, ablation: str = "zero", reference: Sequence[Sequence[Any]] | None = None
+) -> Circuit:
+    """The rule's circuit (module docstring) without ``ground_truth``'s refusals."""
+    edges = prune_dangling(candidate_edges(model, ablation, reference), ablation=ablation)
+    meta: dict[str, Any] = {"ablation": ablation, "kind": "ground_truth"}
+    if is_mean(ablation):
+        meta["reference"] = "given" if reference is not None else "every input (reference_inputs)"
+    return Circuit(sorted(edges), model=model.metadata.name, meta=meta)
 
 
 def ground_truth_dict(model: CompiledTransformer) -> dict[str, list[list[str]]]:

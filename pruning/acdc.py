@@ -85,7 +85,7 @@ def acdc(
                 mask[w, r] = 1.0
     kept = [(g.writers[w], g.readers[r]) for w, r in mask.nonzero().tolist()]
     circuit = Circuit(
-        edges=sorted(prune_dangling(kept, g.embeddings)),
+        edges=sorted(prune_dangling(kept, g.embeddings, ablation)),
         model=g.model,
         meta={
             "method": "acdc",

@@ -40,7 +40,7 @@ from edgeprune.core.errors import EdgePruneError
 from edgeprune.core.graph import ComputationalGraph
 from edgeprune.pruning import objective as obj
 from edgeprune.pruning.adapter import ModelAdapter
-from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
+from edgeprune.pruning.disentangled import DisentangledForward, ablated_states, data_means
 from edgeprune.pruning.train import PruneData
 
 METHODS = options.RANKED_METHODS  # the attribution methods, named in edgeprune.core.options
@@ -99,10 +99,11 @@ def circuit_outputs(
 ) -> torch.Tensor:
     """The task output of the circuit given by a dense edge mask, on every example."""
     fwd = DisentangledForward(adapter)
+    means = data_means(adapter, data, ablation)
     outs = []
     for idx in batches(len(data), batch_size):
         ids, km, corr = take(data, idx)
-        outs.append(fwd.output(ids, mask, None, ablated_states(adapter, ablation, ids, corr, km), km))
+        outs.append(fwd.output(ids, mask, None, ablated_states(adapter, ablation, ids, corr, km, means), km))
     return torch.cat(outs)
 
 
@@ -202,7 +203,7 @@ class EdgeScores:
         return self._circuit(edges, {"cut": "threshold", "threshold": threshold, "relative": relative})
 
     def _circuit(self, edges: list[Edge], cut: dict) -> Circuit:
-        kept = prune_dangling(edges, self.graph.embeddings)
+        kept = prune_dangling(edges, self.graph.embeddings, self.ablation)
         meta = {
             "method": self.method,
             "metric": self.metric,
@@ -242,9 +243,10 @@ def edge_scores(
     allowed = g.allowed_mask().to(stream_dtype(adapter, data))
     alphas = [1.0] if method == "eap" else [k / steps for k in range(1, steps + 1)]
     total = torch.zeros_like(allowed, dtype=torch.float64)
+    means = data_means(adapter, data, ablation)  # mean ablation: over the reference set, once
     for idx in batches(len(data), batch_size):
         ids, km, corr = take(data, idx)
-        ablated = ablated_states(adapter, ablation, ids, corr, km)
+        ablated = ablated_states(adapter, ablation, ids, corr, km, means)
         for a in alphas:
             mask = (allowed * a).requires_grad_(True)
             value = fn(fwd.output(ids, mask, None, ablated, km), idx)

@@ -1,7 +1,8 @@
 """The disentangled residual stream: every reader mixes the writers through its own edge masks.
 
 For a reader r, ``x_r = sum_w z_wr y_w + (1 - z_wr) y~_w`` with ``y~`` the ablated
-output (0, or the writer's output on the corrupted input).  Rewritten as
+output (0, the writer's output on the corrupted input, or its mean over a reference
+set: ``writer_means``).  Rewritten as
 ``x_r = sum_w y~_w + sum_w z_wr (y_w - y~_w)``: the first sum is a prefix sum of
 the ablated writers, computed once per batch; the second is ONE matrix product
 per reader group (a layer's q/k/v readers together, its MLP, ``out``) between the
@@ -13,11 +14,12 @@ The deltas live in one preallocated buffer written in place (``_WriterBuffer``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from edgeprune.core.errors import EdgePruneError
-from edgeprune.core.options import check_ablation
+from edgeprune.core.options import check_ablation, is_mean
 from edgeprune.pruning.adapter import ModelAdapter
 
 
@@ -39,17 +41,79 @@ def prefix_points(adapter: ModelAdapter) -> list[int]:
 
 
 @torch.no_grad()
+def writer_means(
+    adapter: ModelAdapter,
+    ids: torch.Tensor,
+    key_mask: torch.Tensor | None = None,
+    ablation: str = "mean",
+    chunk: int = 256,
+) -> torch.Tensor:
+    """Every writer's mean output over the reference inputs ``ids``: (W, T, D) per position, (W, 1, D) for ``mean-all``.
+
+    ``mean``: at position t, the mean over the references that have position t (``key_mask``
+    true there), so with variable lengths a late position averages only the longer inputs; a
+    position no reference has (padding everywhere, or past the longest reference) gets 0.  ``mean-all``: one mean over every (reference, position)
+    that exists, BOS included.  Sums run in float64, so a writer whose output at a position is
+    the same in every reference gets exactly that output back as its mean.
+    """
+    check_ablation(ablation)
+    if not is_mean(ablation):
+        raise EdgePruneError(f"writer means are for the mean ablations (mean, mean-all), not {ablation!r}")
+    if len(ids) == 0:
+        raise EdgePruneError("mean ablation needs at least one reference input")
+    total: torch.Tensor | None = None
+    count: torch.Tensor | None = None
+    dtype = torch.float32
+    for a in range(0, len(ids), chunk):
+        part = ids[a : a + chunk]
+        km = None if key_mask is None else key_mask[a : a + chunk]
+        raw = adapter.writer_outputs(part, km)  # (W, B, T, D)
+        dtype, states = raw.dtype, raw.to(torch.float64)
+        have = (
+            torch.ones(states.shape[1:3], dtype=torch.float64, device=states.device)
+            if km is None
+            else km.to(device=states.device, dtype=torch.float64)
+        )
+        s = torch.einsum("wbtd,bt->wtd", states, have)
+        c = have.sum(0)
+        total = s if total is None else total + s
+        count = c if count is None else count + c
+    assert total is not None and count is not None
+    if ablation == "mean-all":
+        return (total.sum(1, keepdim=True) / count.sum()).to(dtype)
+    return (total / count.clamp(min=1)[None, :, None]).to(dtype)
+
+
+def data_means(adapter: ModelAdapter, data: Any, ablation: str, chunk: int = 256) -> torch.Tensor | None:
+    """``writer_means`` over ``data``'s reference set (``PruneData.reference``, else its own inputs); None unless
+    ``ablation`` is a mean ablation."""
+    if not is_mean(ablation):
+        return None
+    ref = getattr(data, "reference", None)
+    if ref is not None:
+        return writer_means(adapter, ref, getattr(data, "reference_key_mask", None), ablation, chunk)
+    return writer_means(adapter, data.ids, data.key_mask, ablation, chunk)
+
+
+@torch.no_grad()
 def ablated_states(
     adapter: ModelAdapter,
     ablation: str,
     ids: torch.Tensor,
     corrupted_ids: torch.Tensor | None,
     key_mask: torch.Tensor | None = None,
+    means: torch.Tensor | None = None,
 ) -> AblatedStates | None:
-    """Corrupted activations for one batch (None under zero ablation); computed without gradients."""
+    """Ablated activations for one batch (None under zero ablation); computed without gradients.
+
+    Interchange: the writers' outputs on ``corrupted_ids``.  Mean: ``means`` (from
+    ``writer_means``/``data_means``) broadcast over the batch, without copying.
+    """
     check_ablation(ablation)
     if ablation == "zero":
         return None
+    if is_mean(ablation):
+        return _mean_states(adapter, ablation, ids, means)
     if corrupted_ids is None:
         raise EdgePruneError("interchange ablation needs corrupted inputs; give a corruption for every clean input")
     if tuple(corrupted_ids.shape) != tuple(ids.shape):
@@ -58,6 +122,10 @@ def ablated_states(
             "each corruption must have the same length as its clean input"
         )
     states = adapter.writer_outputs(corrupted_ids, key_mask)
+    return AblatedStates(states, _prefix_sums(adapter, states))
+
+
+def _prefix_sums(adapter: ModelAdapter, states: torch.Tensor) -> dict[int, torch.Tensor]:
     # only the 2L+1 prefix sums the forward reads, not all W+1: a running sum, (2L+1) x (B, T, D) kept
     prefix: dict[int, torch.Tensor] = {}
     running = torch.zeros_like(states[0])
@@ -67,7 +135,28 @@ def ablated_states(
             running = running + states[done:k].sum(0)
             done = k
         prefix[k] = running
-    return AblatedStates(states, prefix)
+    return prefix
+
+
+def _mean_states(adapter: ModelAdapter, ablation: str, ids: torch.Tensor, means: torch.Tensor | None) -> AblatedStates:
+    W = len(adapter.graph.writers)
+    if means is None:
+        raise EdgePruneError(
+            f"{ablation} ablation needs the writers' mean outputs over a reference set; compute them with "
+            "pruning.disentangled.writer_means (or data_means) and pass means="
+        )
+    B, T = ids.shape
+    if means.dim() != 3 or means.shape[0] != W:
+        raise EdgePruneError(f"means have shape {tuple(means.shape)}; expected (writers={W}, positions, width)")
+    if means.shape[1] == 1:
+        per_pos = means.expand(W, T, means.shape[2])
+    elif means.shape[1] >= T:
+        per_pos = means[:, :T]
+    else:  # positions past every reference: no reference has them, so their mean is 0 (as in writer_means)
+        per_pos = torch.cat([means, means.new_zeros(W, T - means.shape[1], means.shape[2])], 1)
+    D = per_pos.shape[-1]
+    prefix = {k: v.expand(B, T, D) for k, v in _prefix_sums(adapter, per_pos[:, None]).items()}
+    return AblatedStates(per_pos.unsqueeze(1).expand(W, B, T, D), prefix)
 
 
 class _WriterBuffer:

@@ -29,7 +29,7 @@ from edgeprune.core.errors import EdgePruneError
 from edgeprune.pruning import objective as obj
 from edgeprune.pruning.adapter import ModelAdapter
 from edgeprune.pruning.attribution import batches, check_ablation, stream_dtype, take
-from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
+from edgeprune.pruning.disentangled import DisentangledForward, ablated_states, data_means
 from edgeprune.pruning.train import PruneData
 
 Scored = Literal["adapter", "task"]
@@ -66,10 +66,11 @@ class CircuitScorer:
         self.n = len(data)
         self.chunks: list[tuple] = []  # (ids, key mask, ablated states, full-model target, scored positions)
         with torch.no_grad():
+            means = data_means(adapter, data, ablation)  # mean ablation: over the reference set, once
             for idx in batches(len(data), batch_size):
                 ids, km, corr = take(data, idx)
                 full = adapter.full_output(ids, km)
-                abl = ablated_states(adapter, ablation, ids, corr, km)
+                abl = ablated_states(adapter, ablation, ids, corr, km, means)
                 if scored == "adapter":
                     self.chunks.append((ids, km, abl, full, adapter.loss_mask(ids, km)))
                 else:

@@ -130,7 +130,7 @@ def test_corruption_of_different_length_is_refused():
     with pytest.raises(EdgePruneError, match="same length"):
         ablated_states(ad, "interchange", ids, corr[:, :-1])
     with pytest.raises(EdgePruneError, match="ablation"):
-        ablated_states(ad, "mean", ids, corr)
+        ablated_states(ad, "resample", ids, corr)
 
 
 def test_writer_buffers_are_freed_after_backward():

@@ -32,7 +32,7 @@ def test_engine_uses_the_one_check():
     from edgeprune.pruning.objective import faithfulness_loss
     from edgeprune.pruning.train import PruneConfig
 
-    for field, bad in [("ablation", "mean"), ("loss", "l1"), ("cut", "half")]:
+    for field, bad in [("ablation", "resample"), ("loss", "l1"), ("cut", "half")]:
         with pytest.raises(EdgePruneError, match=f"unknown {field} '{bad}'; use one of"):
             PruneConfig(**{field: bad})
     import torch

@@ -74,4 +74,4 @@ def test_bad_modes_are_refused(reverse):
     with pytest.raises(EdgePruneError, match="scored must be"):
         CircuitScorer(ad, data, "zero", scored="everywhere")  # type: ignore[arg-type]
     with pytest.raises(EdgePruneError, match="unknown ablation"):
-        CircuitScorer(ad, data, "mean")
+        CircuitScorer(ad, data, "resample")

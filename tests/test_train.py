@@ -87,7 +87,7 @@ def test_interchange_needs_corruptions_and_known_options():
     with pytest.raises(EdgePruneError, match="corrupted inputs"):
         Pruner(CompiledAdapter(model), data, PruneConfig(ablation="interchange"))
     with pytest.raises(EdgePruneError, match="ablation"):
-        PruneConfig(ablation="mean")
+        PruneConfig(ablation="resample")
     with pytest.raises(EdgePruneError, match="loss"):
         PruneConfig(loss="l1")
 

@@ -20,7 +20,8 @@ import torch
 
 from edgeprune.compiled.model import CompiledTransformer
 from edgeprune.core.circuit import Circuit
-from edgeprune.verify.slow_forward import masked_forward
+from edgeprune.core.options import is_mean
+from edgeprune.verify.slow_forward import masked_forward, mean_outputs
 
 MAX_INPUTS = 4000
 
@@ -166,6 +167,10 @@ class Oracle:
         self.groups = list(_batches(model, pairs))
         with torch.no_grad():
             self.refs = [_readout(model, model(clean)) for _, clean, _ in self.groups]
+            # mean ablation: the writers' means over the oracle's own inputs (the reference set)
+            self.means = (
+                mean_outputs(model, [(c, None) for _, c, _ in self.groups], ablation) if is_mean(ablation) else None
+            )
 
     @torch.no_grad()
     def failing(self, kept: Iterable[tuple[str, str]], limit: int = 5) -> list[dict]:
@@ -174,7 +179,10 @@ class Oracle:
         bad: list[dict] = []
         for (group, clean, corr), ref in zip(self.groups, self.refs):
             got = _readout(
-                model, masked_forward(model, clean, kept, ablation, corr if ablation == "interchange" else None)
+                model,
+                masked_forward(
+                    model, clean, kept, ablation, corr if ablation == "interchange" else None, means=self.means
+                ),
             )
             for i in torch.nonzero(_differs(model, ref, got, self.atol)).flatten().tolist():
                 bad.append(

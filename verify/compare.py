@@ -50,8 +50,9 @@ class Comparison:
 
 def compare(circuit: Circuit, truth: Circuit) -> Comparison:
     raw = set(circuit.edges)
-    got = prune_dangling(raw)
-    want = prune_dangling(truth.edges)
+    ablation = truth.meta.get("ablation")  # per-position mean: heads are sources too (core.dangling)
+    got = prune_dangling(raw, ablation=ablation)
+    want = prune_dangling(truth.edges, ablation=ablation)
     g_got, g_want = nx.DiGraph(), nx.DiGraph()
     g_got.add_edges_from(got)
     g_want.add_edges_from(want)

@@ -1,8 +1,9 @@
 """A slow, obviously-correct edge-masked forward pass of a compiled model.
 
 Every reader's input is summed writer by writer: a kept edge passes the
-writer's clean output, a removed edge passes its ablated output (zero, or the
-writer's output on the corrupted input under the full model).  The fast engine
+writer's clean output, a removed edge passes its ablated output (zero, the
+writer's output on the corrupted input under the full model, or its mean over
+reference inputs: ``mean_outputs``, per position or over all positions).  The fast engine
 in ``pruning/`` is tested against this loop.
 """
 
@@ -15,8 +16,7 @@ import torch
 from edgeprune.compiled.model import CompiledTransformer
 from edgeprune.core import names
 from edgeprune.core.graph import ComputationalGraph
-
-ABLATIONS = ("zero", "interchange")
+from edgeprune.core.options import ABLATIONS, is_mean
 
 
 def graph_of(model: CompiledTransformer) -> ComputationalGraph:
@@ -45,6 +45,63 @@ def writer_outputs(
 
 
 @torch.no_grad()
+def mean_outputs(
+    model: CompiledTransformer,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]],
+    ablation: str = "mean",
+) -> dict[str, torch.Tensor]:
+    """Each writer's mean output over reference inputs, by name: (T, D) per position, (1, D) for ``mean-all``.
+
+    ``batches`` are (ids, key mask or None) of the references.  Written as a plain loop over
+    positions: at position t, the mean over the references that have it; ``mean-all`` over
+    every position any reference has.  Accumulated in float64.
+    """
+    if not is_mean(ablation):
+        raise ValueError(f"mean_outputs is for the mean ablations, got {ablation!r}")
+    sums: dict[str, dict[int, torch.Tensor]] = {}
+    counts: dict[int, int] = {}
+    for ids, key_mask in batches:
+        outs = writer_outputs(model, ids, key_mask)
+        for t in range(ids.shape[1]):
+            have = torch.ones(ids.shape[0], dtype=torch.bool) if key_mask is None else key_mask[:, t].bool()
+            if not bool(have.any()):
+                continue
+            counts[t] = counts.get(t, 0) + int(have.sum())
+            for w, y in outs.items():
+                per = sums.setdefault(w, {})
+                v = y[have, t].to(torch.float64).sum(0)
+                per[t] = per[t] + v if t in per else v
+    if not counts:
+        raise ValueError("mean ablation needs at least one reference input")
+    T = max(counts) + 1
+    means = {}
+    for w, per in sums.items():
+        D = next(iter(per.values())).shape[0]
+        if ablation == "mean-all":
+            total = sum(per.values(), torch.zeros(D, dtype=torch.float64))
+            means[w] = (total / sum(counts.values())).float()[None]
+        else:
+            rows = [per[t] / counts[t] if t in counts else torch.zeros(D, dtype=torch.float64) for t in range(T)]
+            means[w] = torch.stack(rows).float()
+    return means
+
+
+def _broadcast_means(means: dict[str, torch.Tensor], ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(B, T, D) per writer: the per-position rows (0 past the references), or the one mean row everywhere."""
+    B, T = ids.shape
+    out = {}
+    for w, m in means.items():
+        if m.shape[0] == 1:
+            rows = m.expand(T, m.shape[1])
+        elif m.shape[0] >= T:
+            rows = m[:T]
+        else:
+            rows = torch.cat([m, m.new_zeros(T - m.shape[0], m.shape[1])])
+        out[w] = rows.unsqueeze(0).expand(B, T, m.shape[1])
+    return out
+
+
+@torch.no_grad()
 def masked_forward(
     model: CompiledTransformer,
     ids: torch.Tensor,
@@ -52,8 +109,11 @@ def masked_forward(
     ablation: str = "zero",
     corrupted_ids: torch.Tensor | None = None,
     key_mask: torch.Tensor | None = None,
+    means: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Residual stream read by ``out`` (B, T, D) when only ``edges`` carry clean activations."""
+    """Residual stream read by ``out`` (B, T, D) when only ``edges`` carry clean activations.
+
+    Mean ablation needs ``means`` (``mean_outputs`` over the reference inputs)."""
     if ablation not in ABLATIONS:
         raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
     kept = set(map(tuple, edges))
@@ -62,6 +122,10 @@ def masked_forward(
         if corrupted_ids is None or corrupted_ids.shape != ids.shape:
             raise ValueError("interchange ablation needs corrupted_ids of the same shape as ids")
         ablated = writer_outputs(model, corrupted_ids, key_mask)
+    elif is_mean(ablation):
+        if means is None:
+            raise ValueError(f"{ablation} ablation needs means= (mean_outputs over the reference inputs)")
+        ablated = _broadcast_means(means, ids)
     else:
         ablated = None
 

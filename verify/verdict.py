@@ -25,7 +25,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeprune.compiled.ground_truth import ground_truth, reader_supports, writer_supports
+from edgeprune.compiled.ground_truth import (
+    MeanGroundTruthUndefined,
+    ground_truth,
+    reader_supports,
+    rule_circuit,
+    writer_supports,
+)
 from edgeprune.compiled.model import CompiledTransformer
 from edgeprune.core.circuit import Circuit, Edge, sort_edges
 from edgeprune.core.dangling import prune_dangling
@@ -72,7 +78,7 @@ def minimise(oracle: Oracle, edges: Iterable[Edge], order: Sequence[Edge] | None
             if e in kept and oracle.sufficient(kept - {e}):
                 kept.discard(e)
                 changed = True
-    return set(prune_dangling(kept))
+    return set(prune_dangling(kept, ablation=oracle.ablation))
 
 
 def checked_ground_truth(
@@ -89,12 +95,19 @@ def checked_ground_truth(
     """
     known = {(e[0], e[1]) for e in tolerated}
     oracle = oracle or Oracle(model, ablation, inputs)
-    static = ground_truth(model, ablation)
+    refused = None
+    try:
+        static = ground_truth(model, ablation)
+    except MeanGroundTruthUndefined as exc:  # the mean rule is not minimal here: derived from its circuit below
+        refused = str(exc)
+        static = rule_circuit(model, ablation)
     edges = set(static.edges)
     sufficient = oracle.sufficient(edges)
     unneeded = [] if not sufficient else [e for e in oracle.unnecessary(edges) if e not in known]
     meta = dict(static.meta)
-    if sufficient and not unneeded:
+    if refused is not None:
+        meta["refused"] = refused
+    if sufficient and not unneeded and refused is None:
         meta["rule"] = "static"
         return Circuit(static.edges, model=static.model, meta=meta)
     added: set[Edge] = set()

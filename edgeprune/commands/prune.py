@@ -9,7 +9,7 @@ import sys
 
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.core.files import check_output
-from edgeprune.core.options import ABLATIONS
+from edgeprune.core.options import ABLATION_HELP, ABLATIONS
 
 TASK_HELP = "ioi, ioi-t1, gt, gp, boolean-ip, boolean-fs, or a JSONL file of clean/corrupted pairs"
 
@@ -30,7 +30,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         help="examples per split of a generated task (default: the paper's sizes)",
     )
     p.add_argument("--seed", type=int, default=0, help="task generation and mask noise")
-    p.add_argument("--ablation", choices=ABLATIONS, default="interchange")
+    p.add_argument(
+        "--ablation",
+        choices=ABLATIONS,
+        default="interchange",
+        help=ABLATION_HELP + " (evaluate: the means over the task's train split); default: interchange",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 

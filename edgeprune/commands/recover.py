@@ -9,7 +9,7 @@ import time
 
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.core.files import check_output
-from edgeprune.core.options import ABLATIONS
+from edgeprune.core.options import ABLATION_HELP, ABLATIONS
 from edgeprune.program_options import PROGRAM_HELP, add_program_arguments, program_options
 from edgeprune.selection import add_selection_arguments, selected_programs
 
@@ -41,7 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="with --all: write DIR/README.md (Markdown table), a circuit picture per program, and DIR/results.json",
     )
-    p.add_argument("--ablation", choices=ABLATIONS, default="zero")
+    p.add_argument(
+        "--ablation",
+        choices=ABLATIONS,
+        default="zero",
+        help=ABLATION_HELP + "; the ground truth and the verdict follow it; default: zero",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the program's setting)")
     p.add_argument("--run-dir", default=None, help="directory for checkpoints, metrics.jsonl and circuit.json")
