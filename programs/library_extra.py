@@ -231,10 +231,13 @@ def make_swap_first_last() -> rasp.SOp:
 def make_rotate_left() -> rasp.SOp:
     """tokens[(i + 1) mod n]: the input rotated left by one.
 
+    ``% n`` is guarded for n == 0: length's value set includes 0 (a SelectorWidth's
+    does), and Tracr builds a SequenceMap's table on every operand value, refusing
+    one that raises. A real input never has length 0, so the guard changes nothing.
     make_rotate_left()(list("abcd")) == list("bcda")
     """
     length = lib.make_length()
-    src = rasp.SequenceMap(lambda i, n: (i + 1) % n, rasp.indices, length).named("rotate_src")
+    src = rasp.SequenceMap(lambda i, n: (i + 1) % n if n else 0, rasp.indices, length).named("rotate_src")
     sel = rasp.Select(rasp.indices, src, rasp.Comparison.EQ).named("select_rotate")
     return rasp.Aggregate(sel, rasp.tokens).named("rotate_left")
 

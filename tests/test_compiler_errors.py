@@ -147,3 +147,33 @@ def test_duplicate_labels():
     b = rasp.Map(lambda x: x + 2, rasp.tokens).named("same")
     a._unique_id = b._unique_id = 10**9  # force a clash, as two programs built from reset counters could
     _raises(rasp.SequenceMap(lambda x, y: x + y, a, b), "share the label")
+
+
+def test_arithmetic_error_in_a_categorical_lookup_table():
+    # value sets drop arithmetic errors, but the MLP table of a categorical operand covers every value (Tracr)
+    length = lib.make_length()  # its value set includes 0
+    src = rasp.SequenceMap(lambda i, n: (i + 1) % n, rasp.indices, length)
+    _raises(
+        rasp.Aggregate(rasp.Select(rasp.indices, src, rasp.Comparison.EQ), rasp.tokens),
+        "SequenceMap",
+        "ZeroDivisionError",
+        "(0, 0)",
+        "if n else 0",
+    )
+    _raises(rasp.Map(lambda x: 6 // (x - 1), rasp.tokens), "categorical Map", "ZeroDivisionError", "on 1")
+    _raises(rasp.numerical(rasp.Map(lambda x: 6 / (x - 1), rasp.tokens)), "numerical Map", "ZeroDivisionError")
+    _raises(rasp.numerical(rasp.Map(lambda x: None if x == 1 else x, rasp.tokens)), "returns None on 1")
+
+
+def test_arithmetic_error_on_a_numerical_operand_is_dropped():
+    # a numerical Map's discretising MLP skips the values where f fails (as Tracr's does)
+    shifted = rasp.numerical(rasp.Map(lambda x: x - 1, rasp.tokens))
+    model = _compile(rasp.numerical(rasp.Map(lambda x: 1 / x, shifted, simplify=False)))  # 1 / 0 dropped
+    assert model.run([[2, 3]])[0] == pytest.approx([1.0, 0.5], abs=1e-3)
+
+
+def test_numerical_mean_of_a_constant_compiles():
+    sel = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)
+    for c in (0, 1):
+        prog = rasp.numerical(rasp.Aggregate(sel, rasp.numerical(rasp.Map(lambda x, c=c: c, rasp.tokens)), default=0))
+        assert _compile(prog).run([[1, 2, 3]])[0] == pytest.approx([c] * 3, abs=1e-3)

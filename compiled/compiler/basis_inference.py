@@ -3,7 +3,8 @@
 Value sets are computed from the operands' value sets by brute force, as in
 Tracr: a Map applies ``f`` to every input value, a SequenceMap to every pair,
 a SelectorWidth takes 0..max_seq_len, a numerical mean Aggregate of a 0/1 SOp
-takes ``v / n`` for n in 1..max_seq_len.  Arithmetic errors drop the value
+takes ``v / n`` for n in 1..max_seq_len (a SOp whose values truncate to
+0 or 1, so {0} or {1} alone too, as in Tracr).  Arithmetic errors drop the value
 (Tracr's ``ignoring_arithmetic_errors``).
 """
 
@@ -69,7 +70,7 @@ def _compute_value_set(node: GraphNode, graph: ProgramGraph, vocab: set, max_seq
             as_ints = {int(x) for x in inner}
         except (TypeError, ValueError):
             as_ints = None
-        if as_ints != {0, 1}:
+        if as_ints is None or not as_ints <= {0, 1}:  # Tracr's test: int(x) in {0, 1}, so {0} or {1} alone compile
             raise CompileError(
                 f"numerical Aggregate {node.label!r} averages {expr.sop.label!r} whose values are {sorted(map(str, inner))}; "
                 "a numerical mean can only average a 0/1 (boolean) SOp: aggregate a numerical Map to {0, 1} instead"

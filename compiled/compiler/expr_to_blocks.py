@@ -14,9 +14,31 @@ from edgeprune.core.errors import CompileError
 from edgeprune.programs import rasp
 
 
-def _total(f: Callable[..., Any], label: str) -> Callable[..., Any]:
-    """f with arithmetic errors mapped to None (no output direction), other errors as CompileError."""
-    return lambda *args: call_ignoring_arithmetic_errors(f, label, *args)
+def _lookup(f: Callable[..., Any], label: str, construct: str, *, none_ok: bool = True) -> Callable[..., Any]:
+    """f for an MLP lookup table over categorical operands: Tracr evaluates f on every operand value while it
+    builds the table and does not catch arithmetic errors there (value-set inference does), so neither do we."""
+
+    def table(*args: Any) -> Any:
+        shown = repr(args[0]) if len(args) == 1 else "(" + ", ".join(repr(a) for a in args) + ")"
+        try:
+            r = f(*args)
+        except ArithmeticError as exc:
+            raise CompileError(
+                f"{construct} {label!r} raises {type(exc).__name__}: {exc} on {shown}, a value its categorical "
+                "operands can take (value sets over-approximate: a SelectorWidth such as make_length() can be 0); "
+                "its MLP is a lookup table over every such value, which Tracr refuses to build: make the function "
+                "total there (e.g. `(i + 1) % n if n else 0`, or a comparison instead of the division)"
+            ) from exc
+        except Exception:  # noqa: BLE001 - any other failure: re-raised as the value-set pass's CompileError
+            return call_ignoring_arithmetic_errors(f, label, *args)
+        if r is None and not none_ok:
+            raise CompileError(
+                f"{construct} {label!r} returns None on {shown}; a numerical Map of a categorical SOp stores f(x) "
+                "as a weight for every value x (Tracr refuses None there): return a number (e.g. 0) instead"
+            )
+        return r
+
+    return table
 
 
 def _attn_fn(sel: rasp.Select, label: str) -> Callable[[Direction, Direction], bool]:
@@ -43,10 +65,6 @@ def _call_for(label: str, f, *args):
     return call_ignoring_arithmetic_errors(f, label, *args)
 
 
-def _or_zero(f, x):
-    return f(x) or 0
-
-
 def _diagonal(f, x):
     return f(x, x)
 
@@ -61,13 +79,13 @@ def add_blocks(graph: ProgramGraph, bos: Direction, one: Direction, causal: bool
         if isinstance(expr, rasp.Map):
             inner = expr.inner
             inner_vs = graph.nodes[inner.label].value_set
-            f = _total(expr.f, label)
             hidden_name = f"_hidden_{label}_"
             if rasp.is_categorical(inner) and rasp.is_categorical(expr):
+                f = _lookup(expr.f, label, "categorical Map")
                 node.block = blocks.map_categorical_mlp(basis(inner), node.output_basis, f, label, label)
             elif rasp.is_categorical(inner) and rasp.is_numerical(expr):
-                g = functools.partial(_or_zero, f)  # None -> 0: no contribution
-                node.block = blocks.map_categorical_to_numerical_mlp(basis(inner), node.output_basis[0], g, label)
+                f = _lookup(expr.f, label, "numerical Map", none_ok=False)
+                node.block = blocks.map_categorical_to_numerical_mlp(basis(inner), node.output_basis[0], f, label)
             elif rasp.is_numerical(inner) and rasp.is_categorical(expr):
                 node.block = blocks.map_numerical_to_categorical_mlp(
                     expr.f, basis(inner)[0], node.output_basis, inner_vs, one, mlp_exactness, hidden_name, label, call
@@ -95,7 +113,7 @@ def add_blocks(graph: ProgramGraph, bos: Direction, one: Direction, causal: bool
                 label,
             )
         elif isinstance(expr, rasp.SequenceMap):
-            f = _total(expr.f, label)
+            f = _lookup(expr.f, label, "SequenceMap")
             if basis(expr.fst) == basis(expr.snd):
                 node.block = blocks.map_categorical_mlp(
                     basis(expr.fst), node.output_basis, functools.partial(_diagonal, f), label, label
