@@ -81,6 +81,8 @@ MEAN_UNDEFINED: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
     ("balanced_prefix", "mean"): (("a1.h0", "m1"), ("a1.h1", "m1"), ("m0", "a1.h0.v"), ("m0", "a1.h1.v")),
     ("last_token", "mean"): (("m0", "m1"), ("m1", "a2.h0.q")),
     ("shuffle_dyck", "mean"): (("a1.h0", "m2"), ("a1.h1", "m2"), ("m0", "a1.h0.v"), ("m0", "a1.h1.v")),
+    ("rotate_left", "mean"): (("m0", "m1"), ("m1", "a2.h0.q")),
+    ("rotate_left", "mean-all"): (("m0", "m1"),),
     ("sort_unique", "mean-all"): (("tok", "m0"),),
     ("sort", "mean-all"): (("tok", "m1"),),
     ("sort_desc", "mean-all"): (("tok", "m2"),),
