@@ -62,7 +62,9 @@ def init_distributed(backend: str | None = None, device: str = "cpu") -> tuple[i
         os.environ.setdefault("RANK", "0")
         os.environ.setdefault("WORLD_SIZE", "1")
     if str(device).startswith("cuda"):
-        torch.cuda.set_device(torch.device(device))
+        from edgeprune.pruning.adapters.hf_loading import resolve_device
+
+        torch.cuda.set_device(resolve_device(device))  # no CUDA: a message naming --device, not a torch error
     backend = backend or ("nccl" if str(device).startswith("cuda") else "gloo")
     dist.init_process_group(backend=backend)
     return dist.get_rank(), dist.get_world_size()

@@ -241,7 +241,7 @@ def test_missing_directory_is_a_clear_error(tmp_path):
         load_hf_model(tmp_path / "nope")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ModelFileError, match="could not load"):
+    with pytest.raises(ModelFileError, match="has no config.json"):
         load_hf_model(empty)
 
 
@@ -280,3 +280,88 @@ def test_fingerprint_ignores_path_spelling_and_dtype(gpt2_dir, monkeypatch):
     with torch.no_grad():
         model.transformer.h[0].mlp.c_fc.weight[0, 0] += 1.0
     assert adapter_for(model).model_id() != a
+
+
+# ----- bad model directories and devices: one message naming the fix (issue 15) -------------------
+
+
+def _strip(src: Path, dst: Path, drop: tuple[str, ...]) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    for name in drop:
+        (dst / name).unlink()
+    return dst
+
+
+def test_pickle_only_weights_refused_with_conversion(gpt2_dir, tmp_path):
+    """pytorch_model.bin is a pickle: refused before transformers would unpickle it, with the conversion."""
+    d = _strip(gpt2_dir, tmp_path / "bin", ("model.safetensors",))
+    (d / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(ModelFileError) as err:
+        load_hf_model(d)
+    msg = str(err.value)
+    assert "pytorch_model.bin" in msg and "safetensors weights only" in msg and "save_pretrained" in msg
+
+
+def test_directory_without_weights_or_config(gpt2_dir, tmp_path):
+    with pytest.raises(ModelFileError, match=r"no weights \(model.safetensors\)"):
+        load_hf_model(_strip(gpt2_dir, tmp_path / "now", ("model.safetensors",)))
+    with pytest.raises(ModelFileError, match="no config.json"):
+        load_hf_model(_strip(gpt2_dir, tmp_path / "noc", ("config.json",)))
+
+
+def test_missing_tokenizer_files_named(gpt2_dir, tmp_path):
+    tok_files = tuple(p.name for p in gpt2_dir.iterdir() if p.name.startswith(("tokenizer", "special_tokens")))
+    d = _strip(gpt2_dir, tmp_path / "notok", tok_files)
+    with pytest.raises(ModelFileError, match=r"no tokenizer files \(one of tokenizer.json.*tokenizer.save_pretrained"):
+        load_hf_model(d)
+    assert load_hf_model(d, tokenizer=False).tokenizer is None  # the weights alone still load
+
+
+def test_cuda_without_cuda_is_a_clear_error(gpt2_dir, monkeypatch, capsys):
+    from edgeprune.cli import main
+    from edgeprune.pruning.adapters.hf_loading import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(EdgePruneError, match="PyTorch sees no CUDA device.*--device cpu"):
+            load_hf_model(gpt2_dir, device=device)
+    rc = main(["prune", "--model", str(gpt2_dir), "--task", "ioi", "--device", "cuda", "--steps", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--device cuda asked for CUDA" in err and "Traceback" not in err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(EdgePruneError, match=r"1 CUDA device\(s\), cuda:0..cuda:0"):
+        resolve_device("cuda:3")
+    with pytest.raises(EdgePruneError, match="not a device"):
+        resolve_device("gpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_distributed_cuda_without_cuda(monkeypatch):
+    from edgeprune.pruning.distributed import init_distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for var, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29999")):
+        monkeypatch.setenv(var, value)
+    with pytest.raises(EdgePruneError, match="--device cuda:0 asked for CUDA"):
+        init_distributed(device="cuda:0")
+
+
+def test_example_longer_than_positions_named(gpt2_dir, tmp_path):
+    """The model has 32 positions: a 40-token example is refused by file and line, not an IndexError."""
+    import json
+
+    from edgeprune.pruning.language_models import load_model, load_task
+
+    loaded = load_model(gpt2_dir)
+    assert loaded.tokenizer.model_max_length == 32
+    short = {"clean": "w1 w2 w3<predict> w4</predict>", "corrupted": "w5 w2 w3<predict> w4</predict>"}
+    words = " ".join(WORDS[i % 28] for i in range(39))
+    long = {"clean": f"{words}<predict> w1</predict>", "corrupted": f"{words}<predict> w2</predict>"}
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(short) + "\n" + json.dumps(long) + "\n")
+    ds = load_task(path, loaded.tokenizer)
+    with pytest.raises(EdgePruneError, match=r"t.jsonl:2\).*40 tokens exceed the model's context of 32 positions"):
+        ds.batch("train")

@@ -83,6 +83,73 @@ def dtype_keyword() -> str:
     return "dtype" if major_minor >= (4, 56) else "torch_dtype"
 
 
+#: files a tokenizer is loaded from (fast tokenizer, sentencepiece, GPT-2 BPE, WordPiece)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
+#: weight files that are pickles: loading them can run code, so they are refused
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The device a model goes to, refused with the fix when this machine cannot provide it.
+
+    Why here: ``model.to("cuda")`` without CUDA fails deep inside torch with a message about
+    the build; the user asked for a device, so the message names ``--device`` and what exists.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise EdgePruneError(f"--device {device!r} is not a device ({exc}); use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise EdgePruneError(
+                f"--device {device} asked for CUDA, but PyTorch sees no CUDA device on this machine (torch "
+                f"{torch.__version__}, {build}); use --device cpu, or run on a machine with a GPU and a CUDA build of torch"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise EdgePruneError(
+                f"--device {device}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}; pick one of them"
+            )
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise EdgePruneError(f"--device {device}: the MPS backend is not available here; use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise EdgePruneError(f"--device {device}: unsupported device type {dev.type!r}; use cpu or cuda")
+    return dev
+
+
+def check_local_model_dir(path: Path, tokenizer: bool) -> None:
+    """A local directory holds config.json, safetensors weights and (when wanted) tokenizer files.
+
+    Why before ``from_pretrained``: it loads ``pytorch_model.bin`` (a pickle) when there is no
+    safetensors file, and builds an empty tokenizer when the tokenizer files are missing.
+    """
+    names = sorted(p.name for p in path.iterdir())
+    if "config.json" not in names:
+        raise ModelFileError(
+            f"model directory {path} has no config.json; save the model with model.save_pretrained('{path}')"
+        )
+    if not any(n.endswith(".safetensors") for n in names):
+        pickles = [n for n in names if n.endswith(PICKLE_SUFFIXES)]
+        if pickles:
+            raise ModelFileError(
+                f"model directory {path} holds only pickle weights ({', '.join(pickles[:3])}); edgeprune loads "
+                "safetensors weights only (unpickling a file can run code). If you trust the file, convert it once: "
+                f'python -c "from transformers import AutoModelForCausalLM as M; '
+                f"M.from_pretrained('{path}', use_safetensors=False).save_pretrained('{path}')\" "
+                "(writes model.safetensors)"
+            )
+        raise ModelFileError(
+            f"model directory {path} has no weights (model.safetensors); save the model with "
+            f"model.save_pretrained('{path}')"
+        )
+    if tokenizer and not any(n in names for n in TOKENIZER_FILES):
+        raise ModelFileError(
+            f"model directory {path} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); save the "
+            f"tokenizer next to the model with tokenizer.save_pretrained('{path}')"
+        )
+
+
 def load_hf_model(
     name_or_dir: str | Path,
     dtype: str | torch.dtype = "float32",
@@ -109,7 +176,14 @@ def load_hf_model(
         raise ModelFileError(
             f"model directory {src} does not exist; give an existing directory or a hub id such as gpt2"
         )
-    kwargs: dict[str, Any] = {dtype_keyword(): torch_dtype, "local_files_only": local_files_only}
+    dev = resolve_device(device)
+    if is_dir:
+        check_local_model_dir(Path(src), tokenizer)
+    kwargs: dict[str, Any] = {
+        dtype_keyword(): torch_dtype,
+        "local_files_only": local_files_only,
+        "use_safetensors": True,  # never unpickle weights (a hub repo with only .bin files is refused)
+    }
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     try:
@@ -117,10 +191,11 @@ def load_hf_model(
     except (OSError, ValueError) as exc:
         where = "directory" if is_dir else "hub id"
         raise ModelFileError(
-            f"could not load a causal LM from {where} {src}: {exc}. Check the path (config.json and weights), "
-            "or, for a hub id, that the machine can reach the hub or the model is in the local cache"
+            f"could not load a causal LM from {where} {src}: {exc}. Check the path (config.json and "
+            "model.safetensors: edgeprune loads safetensors weights only), or, for a hub id, that the machine "
+            "can reach the hub or the model is in the local cache"
         ) from exc
-    model.to(device)  # type: ignore[arg-type]  # transformers types .to() through a decorator
+    model.to(dev)  # type: ignore[arg-type]  # transformers types .to() through a decorator
     model.eval()
     tok = None
     if tokenizer:
@@ -131,6 +206,11 @@ def load_hf_model(
                 f"could not load a tokenizer from {src}: {exc}. Save one next to the model "
                 "(tokenizer.save_pretrained) or pass tokenizer=False"
             ) from exc
+        if len(tok) == 0:
+            raise ModelFileError(
+                f"the tokenizer loaded from {src} has no tokens (its vocabulary files are missing or empty); "
+                "save the model's tokenizer with tokenizer.save_pretrained"
+            )
     return HFModel(model, tok)
 
 
