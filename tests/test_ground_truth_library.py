@@ -63,4 +63,5 @@ def test_library_ground_truth_under_mean_ablation(name, ablation):
     if refused is None:
         assert set(report.unnecessary) <= named, report.summary()
     else:
-        assert set(report.unnecessary) - named == set(refused), report.summary()
+        # the refusal is earned: the checker finds unnecessary edges beyond the program's named ones, as recorded
+        assert set(report.unnecessary) - named == set(refused) - named != set(), report.summary()
