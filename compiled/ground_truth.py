@@ -100,6 +100,9 @@ MEAN_UNDEFINED: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
     ("last_token", "mean-all"): (("m0", "m1"), ("m1", "a2.h0.q")),
     ("max_token", "mean-all"): (("m1", "a2.h0.q"),),
     ("majority_token", "mean-all"): (("pos", "a5.h0.q"), ("tok", "m3")),
+    ("sort_freq", "mean-all"): (("tok", "m3"),),
+    ("shuffle_dyck", "mean-all"): (("m0", "m1"), ("m1", "a4.h0.q")),
+    ("shuffle_dyck2", "mean-all"): (("m0", "m1"), ("m1", "a5.h0.q"), ("tok", "a0.h0.v")),
 }
 
 
