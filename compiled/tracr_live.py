@@ -22,8 +22,17 @@ def _label(direction: Any) -> str:
     return direction.name if direction.value is None else f"{direction.name}:{direction.value}"
 
 
-def _json_value(v: Any) -> Any:
-    return list(v) if isinstance(v, tuple) else v
+def _block_type(expr: Any, trasp: Any) -> str:
+    """The kind of block that computes ``expr`` (named as the own compiler's metadata names it)."""
+    if isinstance(expr, (trasp.TokensType, trasp.IndicesType)):
+        return "embedding"
+    if isinstance(expr, trasp.SelectorWidth):
+        return "selector_width_attn_mlp_pair"
+    if isinstance(expr, trasp.Aggregate):
+        return "attention_head"
+    if isinstance(expr, (trasp.Map, trasp.SequenceMap)):
+        return "mlp"
+    return "none"
 
 
 def metadata_from_live_tracr(
@@ -59,8 +68,14 @@ def metadata_from_live_tracr(
         info = NodeInfo(label=label, expr_type=kind, operands=[c.label for c in expr.children])
         if isinstance(expr, trasp.SOp):
             info.encoding = trasp.get_encoding(expr).name.lower()
-            info.value_set = sorted((_json_value(v) for v in data.get(tnodes.VALUE_SET, [])), key=str)
-            info.output_basis = [_label(d) for d in data.get(tnodes.OUTPUT_BASIS, [])]
+            basis = data.get(tnodes.OUTPUT_BASIS, [])
+            # the own compiler's convention: categorical values in basis order, numerical ones sorted
+            if trasp.is_categorical(expr):
+                info.value_set = [d.value for d in basis]
+            else:
+                info.value_set = sorted(data.get(tnodes.VALUE_SET, []))
+            info.output_basis = [_label(d) for d in basis]
+        info.block_type = _block_type(expr, trasp)
         if isinstance(expr, trasp.Select):
             pred = expr.predicate
             info.predicate = pred.name if isinstance(pred, trasp.Comparison) else "custom"
@@ -125,13 +140,16 @@ def _match_blocks(tensors, labels, nodes, config) -> BlockMap:
             if found:
                 blocks.heads[f"a{layer}.h{h}"] = found.pop()
         written = torch.nonzero(tensors["W_2"][layer].abs().amax(0) > 0).flatten().tolist()
-        mlp_owners = sorted({owner[labels[i]] for i in written if labels[i] in owner})
-        if mlp_owners:
-            blocks.mlps[f"m{layer}"] = mlp_owners
+        found_mlp = {owner[labels[i]] for i in written if labels[i] in owner}
+        if found_mlp:  # in graph order, as Tracr's graph (and the own compiler) lists a layer's MLPs
+            blocks.mlps[f"m{layer}"] = [n.label for n in nodes if n.label in found_mlp]
     for n in nodes:
         for key, val in blocks.heads.items():
             if val == n.label:
                 n.layer, n.head = int(key[1:].split(".")[0]), int(key.split(".h")[1])
+        for key, owners in blocks.mlps.items():  # an MLP-only node; a SelectorWidth keeps its head's layer
+            if n.label in owners and n.layer is None:
+                n.layer = int(key[1:])
     return blocks
 
 
