@@ -142,3 +142,23 @@ def test_cli_export_and_import(tmp_path, capsys):
     scores = json.loads((tmp_path / "s.json").read_text())["scores"]
     assert len(scores) == ComputationalGraph(2, 2).n_edges
     assert {(w, r) for w, r, s in scores if s == 0.5} == set(circuit.edges[:2])  # input's 1.0 split in halves
+
+
+def test_cli_sizes_the_graph_from_a_transformers_model_dir(tmp_path, capsys):
+    """--model DIR with a config.json: GPT-2 keeps tok and pos under input; a GQA Llama is refused by name."""
+    pytest.importorskip("transformers")
+    from tests.hf_helpers import save_model, task_tokenizer, tiny_gpt2, tiny_llama
+
+    tok = task_tokenizer()
+    gpt2 = save_model(tiny_gpt2(len(tok)), tok, tmp_path / "gpt2")
+    circuit = Circuit([("tok", "a1.h3.k"), ("pos", "a1.h3.k"), ("a1.h3", "out")], model="gpt2")
+    circuit.save(tmp_path / "c.json")
+    out = tmp_path / "g.json"
+    assert main(["export", str(tmp_path / "c.json"), "-o", str(out), "--model", str(gpt2)]) == 0
+    data = json.loads(out.read_text())
+    config = json.loads((gpt2 / "config.json").read_text())
+    assert data["cfg"] == {"n_layers": 2, "n_heads": 4, "parallel_attn_mlp": False, "d_model": config["n_embd"]}
+    assert len(data["edges"]) == eap_ig_edge_count(2, 4)
+    llama = save_model(tiny_llama(len(tok)), tok, tmp_path / "llama")
+    assert main(["export", str(tmp_path / "c.json"), "-o", str(tmp_path / "l.json"), "--model", str(llama)]) == 2
+    assert "grouped-query attention" in capsys.readouterr().err
