@@ -155,6 +155,7 @@ def to_mib(
 ) -> dict:
     """EAP-IG's graph JSON (as a dict) of ``circuit`` on ``graph``; ``scores`` per edge (default: 1.0 for the
     circuit's edges, 0.0 for the others, so EAP-IG's top-n of the file gives the circuit back)."""
+    _check_graph(graph)  # first: a model EAP-IG cannot name is the reason, whatever the circuit holds
     edges = set(circuit.edges if isinstance(circuit, Circuit) else ((e[0], e[1]) for e in circuit))
     for e in edges:
         graph.check_edge(e)
