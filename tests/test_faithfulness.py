@@ -83,3 +83,19 @@ def test_tiny_gpt2_task(tmp_path):
     for c in (kept, ablated):
         assert (c.cpr, c.cmd) == pytest.approx(cpr_cmd(c.budgets, c.f))
         assert all(math.isfinite(v) for v in c.f)
+
+
+def test_library_call_on_a_compiled_program():
+    """ep.faithfulness on a compiled program: m = -KL, so the full graph gives f = 1 and the empty circuit f = 0."""
+    import edgeprune as ep
+
+    curves = ep.faithfulness("length", method="acdc")
+    kept, ablated = curves["complement"], curves["circuit"]
+    assert kept.f[-1] == pytest.approx(1.0) and ablated.f[-1] == pytest.approx(0.0)
+    assert kept.k[0] == 0 and kept.f[0] == pytest.approx(0.0)  # 0.1% of 13 edges is no edge: the empty circuit
+    assert all(-1e-6 <= v <= 1 + 1e-6 for v in kept.f)
+    assert 0.0 < kept.cpr < 1.0 and kept.cmd == pytest.approx(cpr_cmd(kept.budgets, kept.f)[1])
+    with pytest.raises(EdgePruneError, match="unknown method"):
+        ep.faithfulness("length", method="magic")
+    with pytest.raises(EdgePruneError, match="give a compiled program"):
+        ep.faithfulness("length", model="gpt2", task="ioi")
