@@ -12,8 +12,11 @@ evaluation code computes them:
   ``m`` the metric (the task's metric on language models; minus the KL to the full
   model on compiled programs, so ``f = 1 - KL(C) / KL(empty)``);
 * CPR = the area under ``f`` and CMD = the area under ``|1 - f|``, trapezoid rule
-  over the budget axis as a fraction of the edges (0.001 .. 1, linear, MIB's
-  default), so both lie in [0, ~1] when ``f`` does: CPR higher is better, CMD lower.
+  over the budget axis as a fraction of the edges (0.001 .. 1, linear: MIB's
+  ``evaluate_area_under_curve`` with ``log_scale=False``; some copies of that script
+  offer a log axis), so both lie in [0, ~1] when ``f`` does: CPR higher is better,
+  CMD lower.  The edge count is this project's (tok and pos apart), so on the same
+  model ``int(p * n)`` can differ by a few edges from EAP-IG's count with one input.
 
 Two ways to ablate (auto-circuit reports both): ``complement``, the usual one, keeps
 the circuit and ablates every other edge; ``circuit`` ablates the circuit's edges
