@@ -555,8 +555,17 @@ class Pruner:
         missing = [
             k for k in ("edge_log_alpha", "node_log_alpha", "edge_lambdas", "node_lambdas", "rng_state") if k not in t
         ]
-        if missing or not isinstance(doc.get("step"), int) or not isinstance(doc.get("config"), dict):
-            raise EdgePruneError(f"{tpath} lacks {missing or 'step/config'}; {fix}")
+        step, elapsed = doc.get("step"), doc.get("elapsed", 0.0)
+        if (
+            missing
+            or not isinstance(step, int)
+            or isinstance(step, bool)
+            or step < 0
+            or not isinstance(doc.get("config"), dict)
+            or not isinstance(elapsed, (int, float))
+            or isinstance(elapsed, bool)
+        ):
+            raise EdgePruneError(f"{tpath} lacks {missing or 'a valid step/config/elapsed'}; {fix}")
         if doc.get("model") != self.adapter.model_id() or doc.get("n_edges") != self.adapter.graph.n_edges:
             raise EdgePruneError(
                 f"checkpoint in {run_dir} was made for model {doc.get('model')!r}, not {self.adapter.model_id()!r}; "
@@ -582,25 +591,71 @@ class Pruner:
             or t["node_log_alpha"].shape != self.masks.node_log_alpha.shape
         ):
             raise EdgePruneError(f"{tpath}: mask shapes differ from this model's graph; {fix}")
-        with torch.no_grad():
-            self.masks.edge_log_alpha.copy_(t["edge_log_alpha"])
-            self.masks.node_log_alpha.copy_(t["node_log_alpha"])
-            self.edge_lambdas.copy_(t["edge_lambdas"])
-            self.node_lambdas.copy_(t["node_lambdas"])
-        self.gen.set_state(t["rng_state"])
-        state = self.optimizer.state_dict()
+        try:  # a damaged checkpoint that passed the checks above: a message, never a torch/Python error
+            new_state = self._restorable_state(t, doc)
+            with torch.no_grad():
+                self.masks.edge_log_alpha.copy_(t["edge_log_alpha"])
+                self.masks.node_log_alpha.copy_(t["node_log_alpha"])
+                self.edge_lambdas.copy_(t["edge_lambdas"])
+                self.node_lambdas.copy_(t["node_lambdas"])
+            self.gen.set_state(t["rng_state"])
+            state = self.optimizer.state_dict()
+            state["state"] = new_state
+            self.optimizer.load_state_dict(state)
+        except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise EdgePruneError(
+                f"{tpath} holds a damaged training state ({type(exc).__name__}: {exc}); {fix}"
+            ) from exc
+        self.step = int(doc["step"])
+        self.elapsed = float(doc.get("elapsed", 0.0))
+
+    def _restorable_state(self, t: dict[str, torch.Tensor], doc: dict) -> dict:
+        """The optimizer state of a checkpoint, checked against this run's parameters.
+
+        Why: a wrong shape, dtype or a missing AdamW moment would only fail at the next step,
+        deep in the optimizer; a NaN would silently poison the rest of the run.
+        """
+        params = [q for g in self.optimizer.param_groups for q in g["params"]]
+        for key, own in (
+            ("edge_log_alpha", self.masks.edge_log_alpha),
+            ("node_log_alpha", self.masks.node_log_alpha),
+            ("edge_lambdas", self.edge_lambdas),
+            ("node_lambdas", self.node_lambdas),
+        ):
+            if t[key].shape != own.shape or not t[key].is_floating_point() or not bool(torch.isfinite(t[key]).all()):
+                raise ValueError(f"{key} has shape {tuple(t[key].shape)} and dtype {t[key].dtype} or non-finite values")
+        if t["rng_state"].dtype != torch.uint8 or t["rng_state"].shape != self.gen.get_state().shape:
+            raise ValueError(f"rng_state has dtype {t['rng_state'].dtype} and shape {tuple(t['rng_state'].shape)}")
         new_state: dict = {}
         for key, value in t.items():
             if key.startswith("opt."):
                 _, pid, name = key.split(".", 2)
                 new_state.setdefault(int(pid), {})[name] = value
-        for key, value in doc.get("optimizer_scalars", {}).items():
+        scalars = doc.get("optimizer_scalars", {})
+        if not isinstance(scalars, dict):
+            raise TypeError("optimizer_scalars is not a JSON object")
+        for key, value in scalars.items():
             pid, name = key.split(".", 1)
-            new_state.setdefault(int(pid), {})[name] = torch.tensor(value)
-        state["state"] = new_state
-        self.optimizer.load_state_dict(state)
-        self.step = int(doc["step"])
-        self.elapsed = float(doc.get("elapsed", 0.0))
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"optimizer scalar {key} is {value!r}, not a number")
+            new_state.setdefault(int(pid), {})[name] = torch.tensor(float(value))
+        names = {"step", "exp_avg", "exp_avg_sq"} | (
+            {"max_exp_avg_sq"} if self.optimizer.param_groups[0].get("amsgrad") else set()
+        )
+        for pid, entry in new_state.items():
+            if not 0 <= pid < len(params):
+                raise ValueError(f"optimizer state for parameter {pid}, but the run has {len(params)}")
+            if set(entry) != names:
+                raise KeyError(f"optimizer state of parameter {pid} has {sorted(entry)}, expected {sorted(names)}")
+            for name, value in entry.items():
+                shape = () if name == "step" else tuple(params[pid].shape)
+                if (
+                    tuple(value.shape) != shape
+                    or not value.is_floating_point()
+                    or not bool(torch.isfinite(value).all())
+                ):
+                    raise ValueError(f"optimizer {name} of parameter {pid}: shape {tuple(value.shape)}, {value.dtype}")
+        return new_state
 
     # ----- loop -----------------------------------------------------------
     def run(

@@ -98,20 +98,33 @@ def cmd_info(args) -> int:
     return 0
 
 
-def _read_inputs(path: Path) -> list[list]:
+def _read_inputs(path: Path) -> list[tuple[int, list]]:
+    """(line number, tokens) per non-blank line, so a bad token or length is reported by its line."""
     if not path.is_file():
         raise InputError(f"inputs file {path} does not exist")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"{path}:{line}: byte 0x{data[exc.start]:02x} is not UTF-8 text; save the file as UTF-8"
+        ) from None
     out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             seq = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{i}: not a JSON list of tokens ({exc})") from exc
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise InputError(
+                f"{path}:{i}: not a JSON list of tokens ({exc}); write one list per line, e.g. [1, 2, 3]"
+            ) from None
         if not isinstance(seq, list):
             raise InputError(f"{path}:{i}: expected a JSON list of tokens, got {type(seq).__name__}")
-        out.append(seq)
+        out.append((i, seq))
+    if not out:
+        raise InputError(f"inputs file {path} has no inputs; write one JSON list of tokens per line, e.g. [1, 2, 3]")
     return out
 
 
@@ -121,8 +134,14 @@ def cmd_run(args) -> int:
     model = resolve_model(args.model, **program_options(args))
     if args.inputs and args.tokens:
         raise EdgePruneError("give either tokens or --inputs FILE, not both")
-    inputs = _read_inputs(args.inputs) if args.inputs else [args.tokens]
-    inputs = [[_coerce(model, t) for t in seq] for seq in inputs]
+    lines = _read_inputs(args.inputs) if args.inputs else [(0, args.tokens)]
+    inputs = []
+    for lineno, seq in lines:
+        try:
+            inputs.append([_coerce(model, t) for t in seq])
+            model.metadata.encode(inputs[-1])  # unknown token or too long: named with its line below
+        except InputError as exc:
+            raise InputError(f"{args.inputs}:{lineno}: {exc}" if args.inputs else str(exc)) from None
     outputs = model.run(inputs)
     for seq, out in zip(inputs, outputs):
         if args.json:
