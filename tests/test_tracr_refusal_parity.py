@@ -57,6 +57,20 @@ PROBES = {
         True,
     ),
     "categorical_map_None_once": (lambda r, lib: r.Map(lambda x: None if x == 1 else x, r.tokens), True),
+    # constructs Tracr has no block for (test_cases.py's unsupported cases cover the encoding rules)
+    "composite_selector": (
+        lambda r, lib: r.Aggregate(
+            r.Select(r.tokens, r.tokens, r.Comparison.EQ) & r.Select(r.indices, r.indices, r.Comparison.LEQ),
+            r.tokens,
+        ),
+        False,
+    ),
+    "rasp_length": (lambda r, lib: r.SequenceMap(lambda x, n: x + n, r.tokens, r.length), False),
+    "full": (lambda r, lib: r.SequenceMap(lambda x, y: x + y, r.tokens, r.Full(1)), False),
+    "categorical_aggregate_default": (
+        lambda r, lib: r.Aggregate(r.Select(r.indices, r.indices, r.Comparison.EQ), r.tokens, default=1),
+        False,
+    ),
     # predicates run on every key/query pair
     "predicate_fails_once": (
         lambda r, lib: r.SelectorWidth(r.Select(r.tokens, r.indices, lambda k, q: k // q > 0)),
