@@ -365,3 +365,38 @@ def test_example_longer_than_positions_named(gpt2_dir, tmp_path):
     ds = load_task(path, loaded.tokenizer)
     with pytest.raises(EdgePruneError, match=r"t.jsonl:2\).*40 tokens exceed the model's context of 32 positions"):
         ds.batch("train")
+
+
+# ----- fuzz: a damaged model directory loads or is refused with a message ---------------------------
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tests.test_fuzz_inputs import JSON_VALUES, _mutate  # noqa: E402
+
+CONFIG_FIELDS = ["n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "model_type", "architectures", "n_inner"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), which=st.sampled_from(["config.json", "config field", "model.safetensors", "tokenizer.json"]))
+def test_fuzz_hf_model_dir(tmp_path_factory, gpt2_dir, data, which):
+    import json
+    import shutil
+
+    from edgeprune.pruning.language_models import load_model
+
+    d = tmp_path_factory.mktemp("hf") / "m"
+    shutil.copytree(gpt2_dir, d)
+    if which == "config field":
+        doc = json.loads((d / "config.json").read_text())
+        doc[data.draw(st.sampled_from(CONFIG_FIELDS))] = data.draw(JSON_VALUES)
+        (d / "config.json").write_text(json.dumps(doc))
+    else:
+        path = d / which
+        path.write_bytes(_mutate(path.read_bytes(), data.draw))
+    try:
+        loaded = load_model(d)
+        loaded.adapter.graph  # noqa: B018  # what prune builds first
+    except EdgePruneError as err:
+        assert str(err).strip()

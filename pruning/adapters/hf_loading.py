@@ -143,6 +143,29 @@ def check_local_model_dir(path: Path, tokenizer: bool) -> None:
             f"model directory {path} has no weights (model.safetensors); save the model with "
             f"model.save_pretrained('{path}')"
         )
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(
+            f"{path}/config.json is not valid UTF-8 JSON ({exc}); save the model again with model.save_pretrained"
+        ) from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_type", ""), str):
+        raise ModelFileError(
+            f"{path}/config.json must be a JSON object with a string 'model_type'; save the model again with "
+            "model.save_pretrained"
+        )
+    from safetensors import safe_open
+
+    for name in names:
+        if name.endswith(".safetensors"):
+            try:
+                with safe_open(str(path / name), framework="pt") as fh:
+                    list(fh.keys())
+            except Exception as exc:  # safetensors' own error types: truncated or corrupt header
+                raise ModelFileError(
+                    f"{path}/{name} is not a readable safetensors file (truncated or corrupt: {exc}); "
+                    "save the model again with model.save_pretrained"
+                ) from None
     if tokenizer and not any(n in names for n in TOKENIZER_FILES):
         raise ModelFileError(
             f"model directory {path} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); save the "
@@ -188,10 +211,13 @@ def load_hf_model(
         kwargs["attn_implementation"] = attn_implementation
     try:
         model = AutoModelForCausalLM.from_pretrained(src, **kwargs)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # transformers raises many types for a damaged config or weights: one message
+        if isinstance(exc, EdgePruneError):
+            raise
         where = "directory" if is_dir else "hub id"
         raise ModelFileError(
-            f"could not load a causal LM from {where} {src}: {exc}. Check the path (config.json and "
+            f"could not load a causal LM from {where} {src} ({type(exc).__name__}: {exc}). Check the path "
+            "(config.json and "
             "model.safetensors: edgeprune loads safetensors weights only), or, for a hub id, that the machine "
             "can reach the hub or the model is in the local cache"
         ) from exc
@@ -201,9 +227,9 @@ def load_hf_model(
     if tokenizer:
         try:
             tok = AutoTokenizer.from_pretrained(src, local_files_only=local_files_only)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # damaged tokenizer files raise many types (JSON, tokenizers' own): one message
             raise ModelFileError(
-                f"could not load a tokenizer from {src}: {exc}. Save one next to the model "
+                f"could not load a tokenizer from {src} ({type(exc).__name__}: {exc}). Save one next to the model "
                 "(tokenizer.save_pretrained) or pass tokenizer=False"
             ) from exc
         if len(tok) == 0:
