@@ -106,9 +106,9 @@ def _read_inputs(path: Path) -> list[tuple[int, list]]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        bad_line = data[: exc.start].count(b"\n") + 1
         raise InputError(
-            f"{path}:{line}: byte 0x{data[exc.start]:02x} is not UTF-8 text; save the file as UTF-8"
+            f"{path}:{bad_line}: byte 0x{data[exc.start]:02x} is not UTF-8 text; save the file as UTF-8"
         ) from None
     out = []
     for i, line in enumerate(text.splitlines(), 1):
