@@ -108,9 +108,9 @@ JSON_VALUES = st.recursive(
 )
 
 
-def _mutate_json_field(doc: dict, draw) -> None:
+def _mutate_json_field(doc: dict, draw, fields: list[str] = REF_FIELDS) -> None:
     """Delete, replace or nudge one value somewhere under a field the importer reads."""
-    path: list = [draw(st.sampled_from([f for f in REF_FIELDS if f in doc]))]
+    path: list = [draw(st.sampled_from([f for f in fields if f in doc]))]
     node = doc[path[0]]
     while isinstance(node, (dict, list)) and node and draw(st.booleans()):
         key = draw(st.sampled_from(sorted(node) if isinstance(node, dict) else list(range(len(node)))))
@@ -194,6 +194,36 @@ def test_fuzz_tracr_reference_dir(tmp_path_factory, reference_dir, program, data
         target = d / ("model.json" if how == "bytes-json" else "params.npz")
         target.write_bytes(_mutate(target.read_bytes(), data.draw))
     _check(f"tracr reference {target.name} ({how})", ["info", str(d)], target, lambda: _use_reference(d))
+
+
+SAVED_FIELDS = ["config", "metadata", "ground_truth", "format"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_saved_model_fields(tmp_path_factory, model_dir, data):
+    """A saved model.json with one value deleted, replaced or nudged anywhere under config or metadata."""
+    from edgeprune.compiled.ground_truth import ground_truth_dict
+    from edgeprune.compiled.io import load_model
+
+    d = tmp_path_factory.mktemp("saved") / "m"
+    shutil.copytree(model_dir, d)
+    doc = json.loads((d / "model.json").read_text())
+    top = data.draw(st.sampled_from(SAVED_FIELDS))
+    wrapper = {top: doc[top]}
+    _mutate_json_field(wrapper, data.draw, fields=[top])
+    if top in wrapper:
+        doc[top] = wrapper[top]
+    else:
+        del doc[top]
+    (d / "model.json").write_text(json.dumps(doc))
+
+    def use() -> None:
+        model = load_model(d)
+        model.run([[model.metadata.vocab[0]]])
+        ground_truth_dict(model)
+
+    _check("saved model.json (field)", ["info", str(d)], d / "model.json", use)
 
 
 def test_zz_print_counts():
