@@ -25,13 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeprune.compiled.ground_truth import (
-    MeanGroundTruthUndefined,
-    ground_truth,
-    reader_supports,
-    rule_circuit,
-    writer_supports,
-)
+from edgeprune.compiled.ground_truth import ground_truth, reader_supports, writer_supports
 from edgeprune.compiled.model import CompiledTransformer
 from edgeprune.core.circuit import Circuit, Edge, sort_edges
 from edgeprune.core.dangling import prune_dangling
@@ -95,19 +89,12 @@ def checked_ground_truth(
     """
     known = {(e[0], e[1]) for e in tolerated}
     oracle = oracle or Oracle(model, ablation, inputs)
-    refused = None
-    try:
-        static = ground_truth(model, ablation)
-    except MeanGroundTruthUndefined as exc:  # the mean rule is not minimal here: derived from its circuit below
-        refused = str(exc)
-        static = rule_circuit(model, ablation)
+    static = ground_truth(model, ablation)
     edges = set(static.edges)
     sufficient = oracle.sufficient(edges)
     unneeded = [] if not sufficient else [e for e in oracle.unnecessary(edges) if e not in known]
     meta = dict(static.meta)
-    if refused is not None:
-        meta["refused"] = refused
-    if sufficient and not unneeded and refused is None:
+    if sufficient and not unneeded:
         meta["rule"] = "static"
         return Circuit(static.edges, model=static.model, meta=meta)
     added: set[Edge] = set()
