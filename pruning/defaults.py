@@ -50,6 +50,7 @@ RECOVERY_DEFAULTS: dict = {
     "score_weight": 1.0,
     "cut": "minimal",
     "stop_window": 50,
+    "stop_check_every": 25,
 }
 
 

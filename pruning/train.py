@@ -37,8 +37,9 @@ from edgeprune.core.errors import EdgePruneError
 from edgeprune.core.options import check_ablation, check_cut, check_loss
 from edgeprune.pruning import objective as obj
 from edgeprune.pruning.adapter import ModelAdapter
-from edgeprune.pruning.disentangled import DisentangledForward, ablated_states, data_means
+from edgeprune.pruning.disentangled import AblatedStates, DisentangledForward, ablated_states, data_means
 from edgeprune.pruning.hard_concrete import MaskParameters, gate_score
+from edgeprune.pruning.support_forward import SupportForward, compiled_supports
 from edgeprune.pruning.threshold import extract_circuit
 
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
@@ -46,6 +47,8 @@ CHECKPOINT_STATE = "checkpoint.json"
 METRICS = "metrics.jsonl"
 #: full-model outputs of the whole data set are cached up to this size, else computed per batch
 TARGET_CACHE_BYTES = 64 << 20
+#: a bounded evaluation (``Pruner.binary_loss(bound=...)``) looks at this many examples first
+BOUND_FIRST_CHUNK = 64
 #: memory one evaluation pass (writer outputs and task outputs of a chunk of examples) may take
 EVAL_CHUNK_BYTES = 512 << 20
 CHECKPOINT_FORMAT = "edgeprune-prune-checkpoint/2"
@@ -122,9 +125,10 @@ class PruneConfig:
     cut: str = "mean"  # "mean": the reference's kept count; "faithful": sparsest faithful prefix of the ranking;
     # "minimal": that prefix, then each kept edge (lowest-ranked first) dropped if the circuit stays faithful
     cut_tolerance: float = 1e-3  # "faithful" cut: loss allowed, as a fraction of the empty circuit's loss
-    stop_window: int = 0  # steps; > 0: stop once the target warm-up is over and the deterministic circuit has been
-    # faithful (within cut_tolerance) and unchanged for this many steps; 0: always train to ``steps``
-    stop_check_every: int = 10  # steps between those checks (each evaluates the circuit on the data)
+    stop_window: int = 0  # steps; > 0: stop once the circuit the cut would return has been the same for this many
+    # steps (cut "faithful"/"minimal": that cut, computed at each check; cut "mean": the deterministic circuit,
+    # faithful within cut_tolerance, after the target warm-up); 0: always train to ``steps``
+    stop_check_every: int = 10  # steps between those checks (each evaluates circuits on the data)
 
     def __post_init__(self) -> None:
         check_ablation(self.ablation)
@@ -231,16 +235,23 @@ class Pruner:
         if edge_subset is not None:  # writers no kept edge reads are neither computed nor mixed
             live = torch.zeros(len(adapter.graph.writers), dtype=torch.bool)
             live[self.masks.edge_writer] = True
-        self.forward = DisentangledForward(adapter, live)
+        supports = compiled_supports(adapter) if live is None else None
+        # a compiled model's writers have known output directions: mix per direction (same values, far cheaper)
+        self.forward: DisentangledForward | SupportForward = (
+            SupportForward(adapter, supports) if supports is not None else DisentangledForward(adapter, live)
+        )
         with torch.no_grad():
             self.loss_mask = (
                 data.loss_mask.bool() if data.loss_mask is not None else adapter.loss_mask(data.ids, data.key_mask)
             )
             self.chunk, self.full_out = self._plan_targets()
+        # interchange: the corrupted inputs' writer outputs are fixed, so computed once for the whole data set
+        self.ablated_all = self._plan_ablated()
         self.loss_unit = self._empty_circuit_loss() if config.normalize_loss else 1.0
         self.step = 0
         self.elapsed = 0.0
-        self._stable: tuple[torch.Tensor, int] | None = None  # (deterministic circuit, step it was first seen)
+        self._stable: tuple[torch.Tensor, int] | None = None  # (stop-rule circuit, step it was first seen)
+        self._cut_at: tuple[int, torch.Tensor, float] | None = None  # (step, cut keep, relative loss) of the last check
         self._empty_loss: float | None = None
         # distributed hooks (pruning.distributed): this rank's rows of each global batch, and an
         # all-reduce of the mask/lambda gradients before clipping; None in a single process
@@ -271,6 +282,25 @@ class Pruner:
             for a in range(0, len(d), chunk)
         ]
         return chunk, parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    @torch.no_grad()
+    def _plan_ablated(self) -> AblatedStates | None:
+        """Interchange ablation's writer outputs on every corrupted input, when they fit ``TARGET_CACHE_BYTES``."""
+        d = self.data
+        if self.cfg.ablation != "interchange" or d.corrupted is None:
+            return None
+        km = None if d.key_mask is None else d.key_mask[:1]
+        one = self.adapter.writer_outputs(d.ids[:1], km)
+        if 4 * one.numel() * len(d) * 2 > TARGET_CACHE_BYTES:
+            return None
+        return ablated_states(self.adapter, "interchange", d.ids, d.corrupted, d.key_mask)
+
+    def _ablated(self, idx, ids: torch.Tensor, corr: torch.Tensor | None, km: torch.Tensor | None):
+        """Ablated states for rows ``idx`` (cached for interchange, else computed for these inputs)."""
+        cached = self.ablated_all
+        if cached is not None:
+            return AblatedStates(cached.states[:, idx], {k: v[idx] for k, v in cached.prefix.items()})
+        return ablated_states(self.adapter, self.cfg.ablation, ids, corr, km, self.means)
 
     @torch.no_grad()
     def _targets(self, idx, ids: torch.Tensor, km: torch.Tensor | None) -> torch.Tensor:
@@ -307,7 +337,7 @@ class Pruner:
         ids = self.data.ids[idx]
         km = None if self.data.key_mask is None else self.data.key_mask[idx]
         corr = None if self.data.corrupted is None else self.data.corrupted[idx]
-        ablated = ablated_states(self.adapter, c.ablation, ids, corr, km, self.means)
+        ablated = self._ablated(idx, ids, corr, km)
         # noise for the whole global batch on every rank (same generator), so N processes draw the masks one would
         edge_z, node_z = self.masks.sample(self.gen, n_global if c.per_example_masks else None)
         sampled = (edge_z, node_z)  # the sparsity estimate uses every sample, identical on every rank
@@ -357,22 +387,35 @@ class Pruner:
         }
 
     def converged(self) -> bool:
-        """True once training is done: the edge target has finished its warm-up and the deterministic
-        circuit (edges whose deterministic gate and writer's node gate are on) has been faithful and
-        the same for ``stop_window`` steps.  Checked every ``stop_check_every`` steps; the cut then
-        starts from the ranking at this step.  Not checkpointed: a resumed run starts a new window."""
+        """True once training is done: the circuit the cut would return has been the same for ``stop_window``
+        steps.  Checked every ``stop_check_every`` steps.
+
+        Why: on compiled programs the cut (sparsest faithful prefix of the ranking, then the minimal
+        pass) settles long before the sparsity schedule ends, and every later step only moves
+        edges the cut already drops.  With cut "faithful"/"minimal" the cut itself is computed at
+        each check and reused as the final circuit when training stops there; with cut "mean"
+        the deterministic circuit (edges whose deterministic gate and writer's node gate are on)
+        must be faithful and unchanged, and the target warm-up over.  The window's state is
+        checkpointed, so a resumed run stops where the uninterrupted one does.
+        """
         c = self.cfg
-        if not c.stop_window or self.step % max(1, c.stop_check_every) or self.step < int(c.target_warmup * c.steps):
+        if not c.stop_window or self.step % max(1, c.stop_check_every):
             return False
         with torch.no_grad():
-            edge_det, node_det = self.masks.deterministic()
-            keep = (edge_det > 0) & (node_det > 0)[self.masks.edge_writer]
-            if self._empty_loss is None:
-                self._empty_loss = self.binary_loss(torch.zeros_like(keep))
-            faithful = self.binary_loss(keep) <= c.cut_tolerance * max(self._empty_loss, 1e-12)
-        if not faithful:
-            self._stable = None
-            return False
+            if c.cut in ("faithful", "minimal") and c.edge_sparsity is None:
+                keep, rel = self._faithful_keep(minimal=c.cut == "minimal")
+                self._cut_at = (self.step, keep, rel)
+            else:
+                if self.step < int(c.target_warmup * c.steps):
+                    return False
+                edge_det, node_det = self.masks.deterministic()
+                keep = (edge_det > 0) & (node_det > 0)[self.masks.edge_writer]
+                if self._empty_loss is None:
+                    self._empty_loss = self.binary_loss(torch.zeros_like(keep))
+                limit = c.cut_tolerance * max(self._empty_loss, 1e-12)
+                if self.binary_loss(keep, bound=limit) > limit:
+                    self._stable = None
+                    return False
         if self._stable is None or not torch.equal(self._stable[0], keep):
             self._stable = (keep, self.step)
             return False
@@ -409,30 +452,51 @@ class Pruner:
             "n_edges_total": self.adapter.graph.n_edges,
         }
         if c.cut in ("faithful", "minimal") and c.edge_sparsity is None:
-            keep, rel = self._faithful_keep(minimal=c.cut == "minimal")
+            if self._cut_at is not None and self._cut_at[0] == self.step:  # computed by the stop check at this step
+                keep, rel = self._cut_at[1], self._cut_at[2]
+            else:
+                keep, rel = self._faithful_keep(minimal=c.cut == "minimal")
             meta["cut"] = {"rule": c.cut, "tolerance": c.cut_tolerance, "relative_loss": rel}
             edges = [e for e, k in zip(self.masks.graph.edges, keep.tolist()) if k]
             return Circuit(edges=edges, model=self.adapter.graph.model, meta=meta)
-        return extract_circuit(self.masks, c.edge_sparsity, model=self.adapter.graph.model, meta=meta)
+        return extract_circuit(
+            self.masks, c.edge_sparsity, model=self.adapter.graph.model, meta=meta, ablation=c.ablation
+        )
 
     @torch.no_grad()
-    def binary_loss(self, keep: torch.Tensor, chunk: int | None = None, limit: int | None = None) -> float:
+    def binary_loss(
+        self, keep: torch.Tensor, chunk: int | None = None, limit: int | None = None, bound: float | None = None
+    ) -> float:
         """Faithfulness loss of the binary circuit ``keep`` (flat bool over the mask's edges) on the data
-        (its first ``limit`` examples when given)."""
+        (its first ``limit`` examples when given).
+
+        With ``bound``, evaluation stops as soon as the examples seen already put the loss above it
+        (every per-example loss is >= 0), and that partial value (> ``bound``) is returned: the cut only
+        asks whether a circuit is within its tolerance, and a circuit missing a needed edge fails on
+        the first examples.
+        """
         dense = self.masks.dense(keep.to(self.masks.edge_log_alpha.dtype))
         n = len(self.data) if limit is None else min(len(self.data), limit)
         chunk = chunk or self.chunk
+        starts = list(range(0, n, chunk))
+        if bound is not None and n > BOUND_FIRST_CHUNK and chunk > BOUND_FIRST_CHUNK:
+            starts = [0] + list(range(BOUND_FIRST_CHUNK, n, chunk))
         parts = []
-        for a in range(0, n, chunk):
-            sl = slice(a, min(n, a + chunk))
+        seen = 0.0
+        for i, a in enumerate(starts):
+            sl = slice(a, starts[i + 1] if i + 1 < len(starts) else n)
             ids = self.data.ids[sl]
             km = None if self.data.key_mask is None else self.data.key_mask[sl]
             corr = None if self.data.corrupted is None else self.data.corrupted[sl]
-            ablated = ablated_states(self.adapter, self.cfg.ablation, ids, corr, km, self.means)
+            ablated = self._ablated(sl, ids, corr, km)
             out = self.forward.output(ids, dense, None, ablated, km)
             parts.append(
                 obj.faithfulness_per_example(self.loss_kind, self._targets(sl, ids, km), out, self.loss_mask[sl])
             )
+            if bound is not None and sl.stop < n:
+                seen += float(parts[-1].sum())
+                if seen / n > bound:
+                    return seen / n
         return float(torch.cat(parts).sum() / n)
 
     def _faithful_keep(self, minimal: bool = False) -> tuple[torch.Tensor, float]:
@@ -459,12 +523,14 @@ class Pruner:
             keep[order[:k]] = True
             return keep
 
-        empty = self.binary_loss(keep_top(0))
+        if self._empty_loss is None:  # the data are fixed: the empty circuit's loss is computed once
+            self._empty_loss = self.binary_loss(keep_top(0))
+        empty = self._empty_loss
         limit = self.cfg.cut_tolerance * max(empty, 1e-12)
         lo, hi = 0, n  # loss(hi) assumed <= limit (the full model: loss 0); find the smallest such k
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.binary_loss(keep_top(mid)) <= limit:
+            if self.binary_loss(keep_top(mid), bound=limit) <= limit:
                 hi = mid
             else:
                 lo = mid + 1
@@ -472,7 +538,7 @@ class Pruner:
         if minimal:
             for i in reversed(order[:hi].tolist()):
                 keep[i] = False
-                if self.binary_loss(keep) > limit:
+                if self.binary_loss(keep, bound=limit) > limit:
                     keep[i] = True
         return keep, self.binary_loss(keep) / max(empty, 1e-12)
 
@@ -487,6 +553,8 @@ class Pruner:
             "node_lambdas": self.node_lambdas.detach().clone(),
             "rng_state": self.gen.get_state().clone(),
         }
+        if self._stable is not None:  # the early stop's window: a resumed run stops where the uninterrupted one does
+            tensors["stop_keep"] = self._stable[0].to(torch.uint8)
         state = self.optimizer.state_dict()
         opt_scalars = {}
         for pid, st in state["state"].items():
@@ -504,6 +572,7 @@ class Pruner:
             "data": self.data.fingerprint(),
             "n_edges": self.adapter.graph.n_edges,
             "optimizer_scalars": opt_scalars,
+            "stop_since": None if self._stable is None else self._stable[1],
         }
         text = json.dumps(doc, indent=1)
         # one file, state in its header: written aside, flushed to disk, then renamed over the old one
@@ -608,6 +677,19 @@ class Pruner:
             ) from exc
         self.step = int(doc["step"])
         self.elapsed = float(doc.get("elapsed", 0.0))
+        self._stable, self._cut_at = None, None
+        since = doc.get("stop_since")
+        if since is not None or "stop_keep" in t:
+            keep = t.get("stop_keep")
+            if (
+                keep is None
+                or not isinstance(since, int)
+                or isinstance(since, bool)
+                or not 0 <= since <= self.step
+                or tuple(keep.shape) != tuple(self.masks.edge_log_alpha.shape)
+            ):
+                raise EdgePruneError(f"{tpath} holds a damaged early-stop state (stop_keep/stop_since); {fix}")
+            self._stable = (keep.bool(), since)
 
     def _restorable_state(self, t: dict[str, torch.Tensor], doc: dict) -> dict:
         """The optimizer state of a checkpoint, checked against this run's parameters.
@@ -710,17 +792,22 @@ class Pruner:
                     callback(metrics)
                 if self.step % max(1, c.log_every) == 0:
                     bar.set_postfix(loss=f"{metrics['loss']:.3g}", sparsity=f"{metrics['edge_sparsity']:.3f}")
-                if rd is not None and (
-                    self.step % c.checkpoint_every == 0
-                    if c.checkpoint_every
-                    else time.perf_counter() - last_save >= CHECKPOINT_SECONDS
+                done = self.converged()  # before the checkpoint, which then holds this step's stop-rule state
+                if (
+                    rd is not None
+                    and not done
+                    and (
+                        self.step % c.checkpoint_every == 0
+                        if c.checkpoint_every
+                        else time.perf_counter() - last_save >= CHECKPOINT_SECONDS
+                    )
                 ):
                     self.elapsed += time.perf_counter() - t0
                     t0 = last_save = time.perf_counter()
                     if log is not None:
                         log.flush()
                     self.save_checkpoint(rd)
-                if self.converged():
+                if done:
                     if log is not None and self.step % c.log_every:
                         log.write(json.dumps(metrics) + "\n")
                     break

@@ -160,3 +160,28 @@ def test_partial_last_metrics_line_is_dropped_on_resume(tmp_path, reference):
 
     steps = [json.loads(ln)["step"] for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == [5, 10, 15, 20, 25, 30]
+
+
+def test_recovery_run_resumed_inside_the_stop_window_stops_where_the_uninterrupted_one_does(tmp_path):
+    """The early stop's window (circuit and the step it was first seen) is in the checkpoint: a run
+    interrupted between two stop checks resumes to the very same stop step and masks."""
+    from edgeprune.pruning.defaults import recovery_config
+
+    model = random_model(0)
+    data = build_data(model, INPUTS, shuffle_corruption(INPUTS), seed=0)
+    config = recovery_config(
+        "random", None, ablation="interchange", steps=80, batch_size=4, stop_window=10, stop_check_every=5
+    )
+    ad = CompiledAdapter(model)
+    full = Pruner(ad, data, config)
+    ref = full.run(progress=False)
+    assert ref.steps < config.steps  # it stopped early: the window matters
+    at = ref.steps - 3  # after the check that opened the window, before the one that closes it
+    part = Pruner(ad, data, config)
+    part.run(tmp_path, progress=False, stop_after=at)
+    probe = Pruner(ad, data, config)
+    probe.load_checkpoint(tmp_path)
+    assert probe.step == at and probe._stable is not None and probe._stable[1] <= at
+    assert full._stable is not None and torch.equal(probe._stable[0], full._stable[0])
+    resumed = Pruner(ad, data, config).run(tmp_path, resume=True, progress=False)
+    _same(resumed, ref)

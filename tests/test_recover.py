@@ -127,6 +127,13 @@ def test_recover_all_parallel_report(tmp_path, capsys):
         cells = [c.strip() for c in row.split("|")[1:-1]]
         assert cells[1:5] == ["1", "13", str(r["truth_edges"]), str(r["edges"])]
         assert (cells[5] == "exact") == r["exact"]
+        chk = r["check"]  # the checker's inputs, as the cell states them
+        assert chk["mode"] in ("exhaustive", "sampled") and chk["inputs"] <= chk["budget"]
+        assert cells[8] == (
+            f"all {chk['inputs']}"
+            if chk["mode"] == "exhaustive"
+            else f"{chk['inputs']} of {chk['total']} (seed {chk['seed']})"
+        )
         assert f"circuits/{r['program']}.png" in row and (report / "circuits" / f"{r['program']}.png").stat().st_size
         if not r["exact"]:  # the diff and the ground truth's picture beside the recovered one
             assert (
@@ -151,3 +158,44 @@ def test_recover_all_parallel_report(tmp_path, capsys):
 def test_recover_all_bad_flags(argv, message, capsys):
     assert main(argv) == 3
     assert message in capsys.readouterr().err
+
+
+def test_checker_budget_every_input_when_few_a_stated_seeded_sample_otherwise():
+    from edgeprune.verify.checker import count_inputs, input_plan
+
+    inputs, plan = input_plan(["a", "b", "c"], 4, limit=1000)
+    assert plan.mode == "exhaustive" and plan.inputs == len(inputs) == count_inputs(["a", "b", "c"], 4) == 120
+    vocab = list("abcdef")
+    inputs, plan = input_plan(vocab, 4, limit=300, seed=3)  # 1554 inputs: the issue's vocab-6, length-4 case
+    assert plan.mode == "sampled" and plan.inputs == len(inputs) == 300 and plan.total == 1554 and plan.seed == 3
+    assert len({tuple(x) for x in inputs}) == 300 and "300 of 1554" in plan.describe()
+    assert input_plan(vocab, 4, limit=300, seed=3)[0] == inputs  # seeded: the same sample every time
+    assert count_inputs(vocab, 3, "distinct") == 6 + 30 + 120
+
+
+def test_oracle_incremental_answers_agree_with_a_full_evaluation():
+    """Memo and failing-input hints change how much is evaluated, never the answer."""
+    from edgeprune.compiled.ground_truth import ground_truth
+    from edgeprune.verify.checker import Oracle, check_ground_truth
+
+    model = compile_registered("length")  # 363 inputs: every one checked
+    truth = ground_truth(model, "zero")
+    oracle = Oracle(model, "zero")
+    assert oracle.plan.mode == "exhaustive"
+    edges = set(truth.edges)
+    for e in sorted(edges):
+        want = not oracle.failing(edges - {e}, limit=1)
+        assert oracle.sufficient(edges - {e}) == want and oracle.sufficient(edges - {e}) == want
+    assert oracle.sufficient(edges) and oracle._hints  # a failing input was remembered
+    report = check_ground_truth(model, truth, oracle=oracle)
+    assert report.ok and report.plan is not None and "exhaustive" in report.summary()
+
+
+def test_info_states_the_checker_budget(capsys):
+    assert main(["info", "length"]) == 0  # vocab 3, length 5: 363 inputs
+    assert "checker: exhaustive, every input (budget 1000 inputs)" in capsys.readouterr().out
+    assert main(["info", "length", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["checker"] == {"mode": "exhaustive", "inputs": 363, "total": 363, "budget": 1000}
+    assert main(["info", "hist"]) == 0  # vocab 4, length 5: 1364 inputs
+    assert "checker: sampled, a seeded sample of 1000 of 1364 (budget 1000 inputs)" in capsys.readouterr().out

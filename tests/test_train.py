@@ -160,3 +160,102 @@ def test_faithful_cut_drops_ranked_edges_the_mean_cut_keeps(reference_dir):
     assert not compare(circuits["mean"], truth).exact
     with pytest.raises(EdgePruneError, match="unknown cut"):
         PruneConfig(cut="median")
+
+
+def test_exact_count_cut_returns_connected_edges_only():
+    """A cut asked for k edges returns k edges on paths from an embedding to out, or says why it cannot."""
+    from edgeprune.core.dangling import prune_dangling
+    from edgeprune.core.graph import ComputationalGraph
+    from edgeprune.pruning.threshold import connected_top_k
+
+    g = ComputationalGraph(2, 1)
+    edges = list(g.edges)
+    score = torch.zeros(len(edges))
+    # the best-ranked edges dangle: tok -> a0.h0.q with nothing read from a0.h0, and m0 -> out fed by nothing
+    ranked = [("tok", "a0.h0.q"), ("m0", "out"), ("tok", "m0"), ("pos", "a1.h0.v"), ("a1.h0", "out")]
+    for r, e in enumerate(ranked):
+        score[edges.index(e)] = 10.0 - r
+    keep, note = connected_top_k(edges, score, 2)
+    chosen = {e for e, k in zip(edges, keep.tolist()) if k}
+    assert note is None and len(chosen) == 2
+    assert prune_dangling(chosen) == chosen  # nothing dangles
+    assert chosen == {("m0", "out"), ("tok", "m0")}  # the best connected pair the ranking gives
+    keep, note = connected_top_k(edges, score, 4)
+    chosen = {e for e, k in zip(edges, keep.tolist()) if k}
+    assert note is None and len(chosen) == 4 and prune_dangling(chosen) == chosen
+    assert ("tok", "a0.h0.q") not in chosen  # the top-ranked edge dangles: left out, not counted
+    # 3: the next ranked edge connects two at once (pos -> a1.h0.v needs a1.h0 -> out): the cut says so
+    keep, note = connected_top_k(edges, score, 3)
+    chosen = {e for e, k in zip(edges, keep.tolist()) if k}
+    assert note is not None and "exactly 3" in note and prune_dangling(chosen) == chosen
+    # only two edges may be taken and they cannot connect: the cut says so instead of counting dangling edges
+    allowed = torch.zeros(len(edges), dtype=torch.bool)
+    allowed[edges.index(("tok", "a0.h0.q"))] = allowed[edges.index(("a1.h0", "out"))] = True
+    keep, note = connected_top_k(edges, score, 2, allowed)
+    assert not keep.any() and note is not None and "connect" in note
+
+
+def test_extract_circuit_counts_connected_edges(tmp_path):
+    from edgeprune.core.dangling import prune_dangling
+    from edgeprune.pruning.hard_concrete import MaskParameters
+    from edgeprune.pruning.threshold import extract_circuit
+
+    model = random_model(0)
+    masks = MaskParameters(CompiledAdapter(model).graph, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        masks.edge_log_alpha.normal_(0.0, 3.0, generator=torch.Generator().manual_seed(1))
+    for sparsity in (0.5, 0.8, 0.95):
+        circuit = extract_circuit(masks, sparsity)
+        want = round((1 - sparsity) * masks.graph.n_edges)
+        assert len(circuit.edges) == want or "cut_note" in circuit.meta
+        assert prune_dangling(circuit.edges) == set(circuit.edges)
+        assert circuit.meta["cut_count"] == {"asked": want, "kept": len(circuit.edges)}
+
+
+@pytest.mark.parametrize("ablation", ["zero", "interchange"])
+@pytest.mark.parametrize("per_example", [True, False])
+def test_support_forward_equals_the_writer_mix(ablation, per_example):
+    """The per-direction mix of compiled models (``support_forward``) gives DisentangledForward's outputs and
+    gradients up to rounding on a random model whose writers all share directions, and its outputs bit for bit
+    on a compiled program (at most two writers per direction)."""
+    from edgeprune.compiled.resolve import compile_spec, program_spec_for
+    from edgeprune.pruning.disentangled import DisentangledForward, ablated_states
+    from edgeprune.pruning.hard_concrete import MaskParameters
+    from edgeprune.pruning.support_forward import SupportForward, compiled_supports
+
+    spec = program_spec_for("hist", None, None)
+    program = compile_spec(spec)
+    for model, bitwise in ((random_model(0, d_model=8), False), (program, True)):
+        inputs = INPUTS if not bitwise else spec.enumerate_inputs()[::7]
+        data = build_data(model, inputs, shuffle_corruption(inputs), seed=0)
+        ad = CompiledAdapter(model)
+        supports = compiled_supports(ad)
+        assert supports is not None and bool((supports.sum(0) > 1).any())  # shared directions: the extra columns
+        gen = torch.Generator().manual_seed(0)
+        masks = MaskParameters(ad.graph, generator=gen)
+        with torch.no_grad():
+            masks.edge_log_alpha.normal_(0.0, 2.0, generator=gen)
+            masks.node_log_alpha.normal_(0.0, 2.0, generator=gen)
+        ablated = ablated_states(ad, ablation, data.ids, data.corrupted, data.key_mask)
+        edge_z, node_z = masks.sample(gen, len(data) if per_example else None)
+        outs, grads = [], []
+        for fwd in (DisentangledForward(ad), SupportForward(ad, supports)):
+            masks.zero_grad()
+            out = fwd.output(data.ids, masks.dense(edge_z), node_z, ablated, data.key_mask)
+            out.pow(2).sum().backward(retain_graph=True)
+            outs.append(out.detach())
+            grads.append(masks.edge_log_alpha.grad.clone())
+        if bitwise:
+            assert torch.equal(outs[0], outs[1])
+        torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
+
+
+def test_pruner_uses_the_support_forward_only_for_compiled_models():
+    from edgeprune.pruning.disentangled import DisentangledForward
+    from edgeprune.pruning.support_forward import SupportForward
+
+    model, data, config = _setup()
+    assert isinstance(Pruner(CompiledAdapter(model), data, config).forward, SupportForward)
+    edges = list(CompiledAdapter(model).graph.edges)[:10]
+    assert isinstance(Pruner(CompiledAdapter(model), data, config, edge_subset=edges).forward, DisentangledForward)

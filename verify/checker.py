@@ -2,7 +2,8 @@
 
 Sufficiency: with every other edge ablated the circuit gives the model's decoded
 output at every defined position of every input (exhaustive up to max_seq_len
-for small programs, a seeded sample otherwise).  Necessity: removing any single
+when there are at most ``MAX_INPUTS`` inputs, else a seeded sample of that many:
+the input budget, which ``InputPlan`` states and every report carries).  Necessity: removing any single
 edge changes some output.  A categorical position is *defined* when the model's
 output vector there is decisive (max > 0.5): Tracr writes a one-hot value, and
 an Aggregate that selects nothing leaves the output space near zero.
@@ -11,6 +12,7 @@ an Aggregate that selects nothing leaves the output space near zero.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +25,12 @@ from edgeprune.core.circuit import Circuit
 from edgeprune.core.options import is_mean
 from edgeprune.verify.slow_forward import masked_forward, mean_outputs
 
-MAX_INPUTS = 4000
+#: the checker's input budget: every input when there are at most this many, else a seeded sample of this many
+#: (the exhaustive check of a vocab-6, length-4 program, 1554 inputs, took over 10 minutes)
+MAX_INPUTS = 1000
+#: inputs evaluated per pass: a circuit that fails usually fails on the first chunk, and the pass stops there
+CHECK_CHUNK = 128
+HINTS = 8  # failing inputs remembered by an Oracle and tried first
 
 
 def enumerate_inputs(
@@ -58,9 +65,56 @@ def enumerate_inputs(
     return out
 
 
+def count_inputs(vocab: Sequence[Any], max_seq_len: int, constraint: str | None = None) -> int:
+    """How many inputs of length 1..max_seq_len exist (distinct tokens when constrained)."""
+    v = len(list(vocab))
+    if constraint == "distinct":
+        return sum(math.perm(v, n) for n in range(1, min(max_seq_len, v) + 1))
+    return sum(v**n for n in range(1, max_seq_len + 1))
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """Which inputs a check ran on: ``exhaustive`` (all ``total``) or ``sampled`` (``inputs`` of ``total``, seeded)."""
+
+    mode: str  # "exhaustive" | "sampled" | "given" (inputs chosen by the caller)
+    inputs: int
+    total: int | None = None
+    seed: int | None = None
+    budget: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "inputs": self.inputs, "total": self.total, "seed": self.seed, "budget": self.budget}
+
+    def describe(self) -> str:
+        if self.mode == "exhaustive":
+            return f"exhaustive: every input ({self.inputs})"
+        if self.mode == "sampled":
+            return f"sampled: {self.inputs} of {self.total} inputs (seed {self.seed}, budget {self.budget})"
+        return f"{self.inputs} given inputs"
+
+
+def input_plan(
+    vocab: Sequence[Any], max_seq_len: int, constraint: str | None = None, limit: int = MAX_INPUTS, seed: int = 0
+) -> tuple[list[list[Any]], InputPlan]:
+    """``enumerate_inputs`` and the plan it followed (every input, or a seeded sample of ``limit``)."""
+    inputs = enumerate_inputs(vocab, max_seq_len, constraint, limit, seed)
+    total = count_inputs(vocab, max_seq_len, constraint)
+    mode = "exhaustive" if len(inputs) >= total else "sampled"
+    return inputs, InputPlan(mode, len(inputs), total, None if mode == "exhaustive" else seed, limit)
+
+
 def model_inputs(model: CompiledTransformer, limit: int = MAX_INPUTS) -> list[list[Any]]:
     meta = model.metadata
     return enumerate_inputs(meta.vocab, meta.max_seq_len, meta.extra.get("input_constraint"), limit)
+
+
+def model_input_plan(
+    model: CompiledTransformer, limit: int = MAX_INPUTS, seed: int = 0
+) -> tuple[list[list[Any]], InputPlan]:
+    """The checker's inputs for ``model`` under the budget ``limit``, and which it did (``InputPlan``)."""
+    meta = model.metadata
+    return input_plan(meta.vocab, meta.max_seq_len, meta.extra.get("input_constraint"), limit, seed)
 
 
 def interchange_pairs(
@@ -118,13 +172,15 @@ class CheckReport:
     sufficient: bool
     counterexamples: list[dict] = field(default_factory=list)
     unnecessary: list[tuple[str, str]] = field(default_factory=list)
+    plan: InputPlan | None = None  # which inputs: exhaustive or a seeded sample
 
     @property
     def ok(self) -> bool:
         return self.sufficient and not self.unnecessary
 
     def summary(self) -> str:
-        s = f"{self.edges} edges, {self.n_inputs} inputs ({self.ablation}): "
+        how = f"; {self.plan.describe()}" if self.plan is not None else ""
+        s = f"{self.edges} edges, {self.n_inputs} inputs ({self.ablation}{how}): "
         s += "sufficient" if self.sufficient else f"NOT sufficient, e.g. {self.counterexamples[:2]}"
         s += "; every edge necessary" if not self.unnecessary else f"; unnecessary: {self.unnecessary}"
         return s
@@ -158,12 +214,19 @@ class Oracle:
         inputs: Sequence[list[Any]] | None = None,
         pairs: Sequence[tuple[list[Any], list[Any]]] | None = None,
         atol: float = 1e-3,
+        plan: InputPlan | None = None,
     ) -> None:
         if pairs is None:
-            inputs = list(inputs) if inputs is not None else model_inputs(model)
+            if inputs is None:
+                inputs, plan = model_input_plan(model)
+            inputs = list(inputs)
             pairs = interchange_pairs(inputs) if ablation == "interchange" else [(s, s) for s in inputs]
         self.model, self.ablation, self.atol = model, ablation, atol
+        self.plan = plan if plan is not None else InputPlan("given", len({tuple(c) for c, _ in pairs}))
         self.n_pairs = len(pairs)
+        # incremental evaluation: verdicts of edge sets already asked, and the inputs that last failed (tried first)
+        self._memo: dict[frozenset, bool] = {}
+        self._hints: list[tuple[int, int]] = []
         self.groups = list(_batches(model, pairs))
         with torch.no_grad():
             self.refs = [_readout(model, model(clean)) for _, clean, _ in self.groups]
@@ -172,30 +235,69 @@ class Oracle:
                 mean_outputs(model, [(c, None) for _, c, _ in self.groups], ablation) if is_mean(ablation) else None
             )
 
+    def _rows_differ(self, g: int, rows: slice | torch.Tensor, kept: set) -> torch.Tensor:
+        """Indices (into ``rows``) of group ``g``'s inputs where the circuit ``kept`` decodes differently."""
+        _, clean, corr = self.groups[g]
+        ref = self.refs[g]
+        got = _readout(
+            self.model,
+            masked_forward(
+                self.model,
+                clean[rows],
+                kept,
+                self.ablation,
+                corr[rows] if self.ablation == "interchange" else None,
+                means=self.means,
+            ),
+        )
+        return torch.nonzero(_differs(self.model, Outputs(ref.values[rows], ref.defined[rows]), got, self.atol))
+
     @torch.no_grad()
     def failing(self, kept: Iterable[tuple[str, str]], limit: int = 5) -> list[dict]:
+        """Up to ``limit`` inputs where ``kept`` fails, in input order; each group is evaluated ``CHECK_CHUNK``
+        inputs at a time, so the search stops at the chunk that reaches ``limit``."""
         kept = set(kept)
-        model, ablation = self.model, self.ablation
         bad: list[dict] = []
-        for (group, clean, corr), ref in zip(self.groups, self.refs):
-            got = _readout(
-                model,
-                masked_forward(
-                    model, clean, kept, ablation, corr if ablation == "interchange" else None, means=self.means
-                ),
-            )
-            for i in torch.nonzero(_differs(model, ref, got, self.atol)).flatten().tolist():
-                bad.append(
-                    {"input": group[i][0], "corrupted": group[i][1]}
-                    if ablation == "interchange"
-                    else {"input": group[i][0]}
-                )
-                if len(bad) >= limit:
-                    return bad
+        for g, (group, _, _) in enumerate(self.groups):
+            for a in range(0, len(group), CHECK_CHUNK):
+                for i in (self._rows_differ(g, slice(a, a + CHECK_CHUNK), kept).flatten() + a).tolist():
+                    bad.append(
+                        {"input": group[i][0], "corrupted": group[i][1]}
+                        if self.ablation == "interchange"
+                        else {"input": group[i][0]}
+                    )
+                    if len(bad) >= limit:
+                        return bad
         return bad
 
+    @torch.no_grad()
     def sufficient(self, kept: Iterable[tuple[str, str]]) -> bool:
-        return not self.failing(kept, limit=1)
+        """Whether ``kept`` decodes like the model on every input.  Incremental: an edge set asked before is
+        answered from memory, and the inputs that failed last are tried first (the next edge set asked
+        usually differs by one edge and fails on the same input), then the rest chunk by chunk."""
+        kept = set(kept)
+        key = frozenset(kept)
+        if key in self._memo:
+            return self._memo[key]
+        ok = True
+        for g, i in list(self._hints):
+            if len(self._rows_differ(g, torch.tensor([i]), kept)):
+                ok = False
+                self._hints.remove((g, i))
+                self._hints.insert(0, (g, i))
+                break
+        if ok:
+            for g, (group, _, _) in enumerate(self.groups):
+                for a in range(0, len(group), CHECK_CHUNK):
+                    hit = self._rows_differ(g, slice(a, a + CHECK_CHUNK), kept)
+                    if len(hit):
+                        ok = False
+                        self._hints = [(g, a + int(hit[0]))] + self._hints[: HINTS - 1]
+                        break
+                if not ok:
+                    break
+        self._memo[key] = ok
+        return ok
 
     def unnecessary(self, edges: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """Edges of ``edges`` whose single removal keeps every output."""
@@ -218,7 +320,9 @@ def check_ground_truth(
     oracle = oracle or Oracle(model, ablation, inputs, pairs, atol)
     edges = set(circuit.edges)
     fails = oracle.failing(edges)
-    report = CheckReport(ablation, oracle.n_pairs, len(edges), sufficient=not fails, counterexamples=fails)
+    report = CheckReport(
+        ablation, oracle.n_pairs, len(edges), sufficient=not fails, counterexamples=fails, plan=oracle.plan
+    )
     if necessity:
         for e in circuit.edges:
             if oracle.sufficient(edges - {e}):

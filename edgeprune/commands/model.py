@@ -73,7 +73,18 @@ def model_info(model) -> dict:
         "blocks": {"heads": meta.blocks.heads, "mlps": meta.blocks.mlps},
         "graph_edges": graph.n_edges,
         "ground_truth": ground_truth_dict(model),
+        "checker": _checker_plan(model),
     }
+
+
+def _checker_plan(model) -> dict:
+    """The checker's input budget for this model (``verify.checker.InputPlan``): exhaustive or a seeded sample."""
+    from edgeprune.verify.checker import MAX_INPUTS, count_inputs
+
+    meta = model.metadata
+    total = count_inputs(meta.vocab, meta.max_seq_len, meta.extra.get("input_constraint"))
+    mode = "exhaustive" if total <= MAX_INPUTS else "sampled"
+    return {"mode": mode, "inputs": min(total, MAX_INPUTS), "total": total, "budget": MAX_INPUTS}
 
 
 def cmd_info(args) -> int:
@@ -91,6 +102,9 @@ def cmd_info(args) -> int:
         hs = ", ".join(f"a{l}.h{h}={info['blocks']['heads'][f'a{l}.h{h}']}" for h in info["head_indices"][l]) or "-"
         ms = ", ".join(info["blocks"]["mlps"].get(f"m{l}", [])) or "-"
         print(f"  layer {l}: heads {hs}; mlp {ms}")
+    chk = info["checker"]
+    how = "every input" if chk["mode"] == "exhaustive" else f"a seeded sample of {chk['inputs']} of {chk['total']}"
+    print(f"checker: {chk['mode']}, {how} (budget {chk['budget']} inputs)")
     for ablation, edges in info["ground_truth"].items():
         print(f"ground truth ({ablation}, {len(edges)} edges):")
         for w, r in edges:

@@ -40,6 +40,7 @@ class RecoveryResult:
     layers: int = 0  # of the compiled model
     graph_edges: int = 0  # edges of the model's computational graph (what pruning chooses from)
     judgement: Verdict | None = None  # exact / alternative / not-minimal / unfaithful (``verify.verdict``)
+    check: dict | None = None  # the checker's inputs (``verify.checker.InputPlan``): exhaustive or sampled, how many
 
     @property
     def verdict(self) -> str:
@@ -61,6 +62,7 @@ class RecoveryResult:
             "layers": self.layers,
             "graph_edges": self.graph_edges,
             "steps": self.steps,
+            "check": self.check,
             "seconds": round(self.seconds, 3),
             "total_seconds": round(self.total_seconds, 3),
         }
@@ -334,7 +336,7 @@ def _prune_and_compare(
     t0: float,
     overrides: dict,
 ) -> RecoveryResult:
-    from edgeprune.verify.checker import Oracle, model_inputs
+    from edgeprune.verify.checker import Oracle, model_input_plan
     from edgeprune.verify.verdict import checked_ground_truth, judge
 
     alternatives = overrides.pop("alternatives", ())
@@ -349,7 +351,8 @@ def _prune_and_compare(
     finally:
         torch.set_num_threads(threads)
     # the ground truth checked on the model (derived from it where the static rule fails), and the verdict
-    oracle = Oracle(model, ablation, model_inputs(model, limit=MAX_ENUMERATED))
+    check_inputs, plan = model_input_plan(model, limit=MAX_ENUMERATED)
+    oracle = Oracle(model, ablation, check_inputs, plan=plan)
     truth = checked_ground_truth(model, ablation, oracle=oracle, tolerated=tolerated)
     comparison = compare(result.circuit, truth)
     judgement = judge(
@@ -369,6 +372,7 @@ def _prune_and_compare(
         layers=model.config.n_layers,
         graph_edges=adapter.graph.n_edges,
         judgement=judgement,
+        check=plan.to_dict(),
     )
 
 

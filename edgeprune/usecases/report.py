@@ -60,6 +60,16 @@ def result_cell(row: dict) -> str:
     return "; ".join(parts)
 
 
+def check_cell(row: dict) -> str:
+    """The checker's inputs for a row: ``all N`` (exhaustive) or ``N of M`` (a seeded sample)."""
+    plan = row.get("check") or {}
+    if plan.get("mode") == "exhaustive":
+        return f"all {plan.get('inputs')}"
+    if plan.get("mode") == "sampled":
+        return f"{plan.get('inputs')} of {plan.get('total')} (seed {plan.get('seed')})"
+    return str(plan.get("inputs", ""))
+
+
 def _draw(row: dict, directory: Path, fmt: str) -> list[str]:
     """Pictures for one row (relative paths): the recovered circuit, and the ground truth when they differ."""
     from edgeprune.verify.draw import draw_circuit
@@ -111,25 +121,27 @@ def write_report(
         "Columns: *layers* of the compiled model; *model edges*, the edges of its computational graph that "
         "pruning chooses from; *truth* and *recovered*, the edges of the ground-truth and the recovered circuit "
         "(dangling edges removed from both by the rule of `verify/dangling.py`); *steps* of training; *seconds* "
-        "for compile, data, pruning and comparison. A row that is not exact lists the missing edges (in the "
+        "for compile, data, pruning and comparison; *checked on*, the inputs the checker judged the verdict on: "
+        "*all N* when the program has at most the budget's inputs (exhaustive), else *N of M*, a seeded sample "
+        "(`verify.checker.InputPlan`). A row that is not exact lists the missing edges (in the "
         "ground truth, not recovered) and the extra ones (recovered, not in the ground truth), and links the "
         "ground truth's picture beside the recovered one. `results.json` holds the same numbers and every "
         "circuit's edges.",
         "",
-        "| program | layers | model edges | truth | recovered | result | steps | seconds | circuit |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---|",
+        "| program | layers | model edges | truth | recovered | result | steps | seconds | checked on | circuit |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---|---|",
     ]
     for row in rows:
         name = row["program"]
         if "error" in row:
-            lines.append(f"| {name} | | | | | {result_cell(row)} | | | |")
+            lines.append(f"| {name} | | | | | {result_cell(row)} | | | | |")
             continue
         links = _draw(row, out, fmt) if draw else []
         pictures = " ".join(f"[{'truth' if '.truth.' in p else 'recovered'}]({p})" for p in links)
         seconds = row.get("total_seconds", row.get("seconds", 0))
         lines.append(
             f"| {name} | {row.get('layers', '')} | {row.get('graph_edges', '')} | {row['truth_edges']} | "
-            f"{row['edges']} | {result_cell(row)} | {row['steps']} | {seconds:.1f} | {pictures} |"
+            f"{row['edges']} | {result_cell(row)} | {row['steps']} | {seconds:.1f} | {check_cell(row)} | {pictures} |"
         )
     (out / "README.md").write_text("\n".join(lines) + "\n")
     results = {**meta, "passed": passed, "total": len(rows), "verdicts": counts, "programs": list(rows)}
