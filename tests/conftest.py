@@ -31,9 +31,23 @@ _settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "repro"))
 _SKIPPED: list[str] = []
 
 
+# Tests marked ``counts`` print the counts the README and docs quote; their output is repeated
+# in the run's summary, so a CI log shows them without ``-s``.
+_COUNTS: list[str] = []
+
+
 def pytest_runtest_logreport(report):
     if report.skipped and not hasattr(report, "wasxfail"):
         _SKIPPED.append(f"{report.nodeid}: {report.longrepr[-1] if isinstance(report.longrepr, tuple) else ''}")
+    if report.when == "call" and "counts" in report.keywords:
+        _COUNTS.extend(text.strip() for name, text in report.sections if name == "Captured stdout call")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _COUNTS:
+        terminalreporter.section("counts")
+        for text in _COUNTS:
+            terminalreporter.write_line(text)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -73,6 +73,7 @@ def test_checked_ground_truth_under_mean_ablation(name, ablation):
         assert dropped | added and set(truth.edges) == (set(rule.edges) - dropped) | added
 
 
+@pytest.mark.counts
 def test_mean_ground_truth_counts_printed():
     """How many programs keep the static rule under each mean ablation (the counts the docs quote)."""
     lines = []

@@ -206,6 +206,7 @@ def test_tracr_and_own_compiler_agree_on_lib(function):
     LIB_RESULTS["match"].append(name)
 
 
+@pytest.mark.counts
 def test_zz_counts_printed():
     """Runs last in this module: every case is accounted for, and Tracr compiled most of them."""
     total = len(CASES)
