@@ -219,3 +219,42 @@ def test_zz_print_counts():
     for (fmt, outcome), n in sorted(COUNTS.items()):
         print(f"fuzz {fmt}: {n} {outcome}")
     assert COUNTS
+
+
+def _good_rows() -> list[dict]:
+    from dataclasses import asdict
+
+    from edgeprune.usecases.methods import Row
+
+    return [
+        asdict(
+            Row("length", "edge-pruning", "default", edges=4, sparsity=0.9, kl=0.0, exact=True, truth_edges=4, auc=1.0)
+        ),
+        asdict(Row("reverse", "acdc", "tau=0.01", edges=9, sparsity=0.8, kl=0.1, exact=False, truth_edges=8)),
+        asdict(Row("hist", "-", "", error="CompileError: boom")),
+    ]
+
+
+@SETTINGS
+@given(data=st.data())
+def test_fuzz_compare_methods_rows(tmp_path_factory, data):
+    """compare-methods --resume reads its rows.jsonl back: damaged lines are skipped, kept rows have their
+    declared types, and the tables render from them."""
+    from edgeprune.usecases import comparison_report as report
+    from edgeprune.usecases.compare_methods import read_rows, registry_order
+
+    rows = _good_rows()
+    i = data.draw(st.integers(0, len(rows) - 1))
+    if data.draw(st.booleans()):
+        rows[i][data.draw(st.sampled_from(sorted(rows[i])))] = data.draw(JSON_VALUES)
+    raw = "\n".join(json.dumps(r) for r in rows).encode()
+    if data.draw(st.booleans()):
+        raw = _mutate(raw, data.draw)
+    path = tmp_path_factory.mktemp("rows") / "rows.jsonl"
+    path.write_bytes(raw)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        got = registry_order(read_rows(path))
+    report.render(got, "zero")
+    report.render(got, "zero", per_program=True)
+    COUNTS["compare-methods rows.jsonl", f"{len(got)} of 3 rows kept"] += 1

@@ -765,17 +765,33 @@ def save_circuits(bench: _Bench, out: Path) -> None:
 
 
 # ----- several programs: rows.jsonl, --resume, --jobs -------------------------------------
+_ROW_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,)}
+
+
+def _row_value_ok(annotation: str, value: Any) -> bool:
+    """Whether a rows.jsonl value has its Row field's declared type (a damaged line would crash the tables)."""
+    parts = [t.strip() for t in str(annotation).split("|")]
+    if value is None:
+        return "None" in parts
+    if isinstance(value, bool) and "bool" not in parts:
+        return False
+    return any(isinstance(value, _ROW_TYPES.get(t, ())) for t in parts)
+
+
 def read_rows(path: Path) -> list[Row]:
     """The rows of an earlier run's rows.jsonl; a line cut short by a killed run is skipped (and said so)."""
-    names = {f.name for f in dataclasses.fields(Row)}
+    fields = {f.name: f.type for f in dataclasses.fields(Row)}
     rows, bad = [], 0
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
         try:
             d = json.loads(line)
-            rows.append(Row(**{k: v for k, v in d.items() if k in names}))
-        except (ValueError, TypeError, AttributeError):
+            kept = {k: v for k, v in d.items() if k in fields}
+            if not all(_row_value_ok(fields[k], v) for k, v in kept.items()):
+                raise TypeError("a field of the wrong type")
+            rows.append(Row(**kept))
+        except (ValueError, TypeError, AttributeError, RecursionError):
             bad += 1
     if bad:
         print(f"compare-methods: skipped {bad} unreadable line(s) of {path}; their programs run again", file=sys.stderr)
@@ -830,8 +846,10 @@ def _check_options(out: Path, opts: Options, resume: bool) -> None:
     now = {"ablation": opts.ablation, "seed": opts.seed}
     if resume and path.exists():
         try:
-            before = json.loads(path.read_text())
+            before = json.loads(path.read_text(encoding="utf-8", errors="replace"))
         except ValueError:
+            before = {}
+        if not isinstance(before, dict):  # a damaged options file constrains nothing
             before = {}
         diff = [k for k in now if k in before and before[k] != now[k]]
         if diff:
