@@ -770,7 +770,7 @@ _ROW_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool
 
 def _row_value_ok(annotation: str, value: Any) -> bool:
     """Whether a rows.jsonl value has its Row field's declared type (a damaged line would crash the tables)."""
-    parts = [t.strip() for t in str(annotation).split("|")]
+    parts = [t.strip() for t in annotation.split("|")]
     if value is None:
         return "None" in parts
     if isinstance(value, bool) and "bool" not in parts:
@@ -780,7 +780,7 @@ def _row_value_ok(annotation: str, value: Any) -> bool:
 
 def read_rows(path: Path) -> list[Row]:
     """The rows of an earlier run's rows.jsonl; a line cut short by a killed run is skipped (and said so)."""
-    fields = {f.name: f.type for f in dataclasses.fields(Row)}
+    fields = {f.name: str(f.type) for f in dataclasses.fields(Row)}
     rows, bad = [], 0
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         if not line.strip():
