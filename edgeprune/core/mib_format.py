@@ -219,6 +219,9 @@ def from_mib(data: object, embeddings: tuple[str, ...] = (names.TOK, names.POS),
             "parallel_attn_mlp is true: in that graph a layer's heads do not feed its MLP, which this project's "
             "sequential graph cannot express"
         )
+    for key in ("n_layers", "n_heads"):
+        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
+            raise MibFormatError(f"the graph file's cfg.{key} must be a positive integer, got {cfg[key]!r}")
     graph = ComputationalGraph(int(cfg["n_layers"]), int(cfg["n_heads"]), embeddings=tuple(embeddings), model=model)
     _check_graph(graph)
     edges_in = data["edges"]
@@ -232,7 +235,12 @@ def from_mib(data: object, embeddings: tuple[str, ...] = (names.TOK, names.POS),
         writers = writers_from_mib(parent, graph.embeddings)
         if not isinstance(info, dict) or "in_graph" not in info:
             raise MibFormatError(f"edge {name}: expected {{'score': float, 'in_graph': bool}}, got {info!r}")
-        share = float(info.get("score", 0.0) or 0.0) / len(writers)
+        if not isinstance(info["in_graph"], bool):
+            raise MibFormatError(f"edge {name}: 'in_graph' must be true or false, got {info['in_graph']!r}")
+        score = info.get("score", 0.0)
+        if score is not None and (not isinstance(score, (int, float)) or isinstance(score, bool)):
+            raise MibFormatError(f"edge {name}: 'score' must be a number, got {score!r}")
+        share = float(score or 0.0) / len(writers)
         for w in writers:
             e = (w, reader)
             if e not in graph.edge_set:
@@ -253,8 +261,8 @@ def load_mib(path: str | Path, embeddings: tuple[str, ...] = (names.TOK, names.P
         raise MibFormatError(f"graph file {p} does not exist")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise MibFormatError(f"graph file {p} is not valid JSON: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise MibFormatError(f"graph file {p} is not valid UTF-8 JSON: {exc}") from exc
     try:
         return from_mib(data, embeddings, model)
     except EdgePruneError as exc:
@@ -275,9 +283,13 @@ def scores_from_dict(data: object) -> dict[Edge, float]:
     for row in data["scores"]:
         if not isinstance(row, list) or len(row) != 3:
             raise MibFormatError(f"an edge-score entry is [writer, reader, score], got {row!r}")
+        if not isinstance(row[0], str) or not isinstance(row[1], str):
+            raise MibFormatError(f"an edge-score entry names its writer and reader as strings, got {row!r}")
+        if not isinstance(row[2], (int, float)) or isinstance(row[2], bool):
+            raise MibFormatError(f"an edge-score entry's score must be a number, got {row!r}")
         names.parse_node(row[0])
         names.parse_node(row[1])
-        out[(str(row[0]), str(row[1]))] = float(row[2])
+        out[(row[0], row[1])] = float(row[2])
     return out
 
 
@@ -287,7 +299,7 @@ def load_scores(path: str | Path) -> dict[Edge, float]:
         raise MibFormatError(f"edge-score file {p} does not exist")
     try:
         return scores_from_dict(json.loads(p.read_text(encoding="utf-8")))
-    except json.JSONDecodeError as exc:
-        raise MibFormatError(f"edge-score file {p} is not valid JSON: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise MibFormatError(f"edge-score file {p} is not valid UTF-8 JSON: {exc}") from exc
     except EdgePruneError as exc:
         raise MibFormatError(f"edge-score file {p}: {exc}") from exc
