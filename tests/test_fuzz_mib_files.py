@@ -64,3 +64,17 @@ def test_fuzz_export_scores(tmp_path_factory, files, data):
     _damage(files["scores"], target, data)
     argv = ["export", str(files["circuit"]), *GRAPH, "--merge-inputs", "--scores", str(target), "-o", str(d / "g.json")]
     _check("edge-score json", argv, target, lambda: None)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_fuzz_export_model_config(tmp_path_factory, files, data):
+    """``export --model DIR`` sizes the graph from DIR/config.json (GPT-2 or Llama fields)."""
+    d = tmp_path_factory.mktemp("hf")
+    (d / "m").mkdir()
+    good = d / "good.json"
+    good.write_text(json.dumps({"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 8, "n_positions": 16}))
+    target = d / "m" / "config.json"
+    _damage(good, target, data)
+    argv = ["export", str(files["circuit"]), "--model", str(d / "m"), "--merge-inputs", "-o", str(d / "g.json")]
+    _check("export --model config.json", argv, target, lambda: None)

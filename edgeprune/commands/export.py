@@ -110,7 +110,18 @@ def graph_for(args: argparse.Namespace, circuit: Circuit) -> tuple[Computational
         raise EdgePruneError("the circuit names no model: pass --model, or --layers, --heads and --d-model")
     p = Path(target)
     if p.is_dir() and (p / "config.json").is_file():
-        return _hf_graph(json.loads((p / "config.json").read_text()), p.name)
+        try:
+            config = json.loads((p / "config.json").read_text(encoding="utf-8"))
+            if not isinstance(config, dict):
+                raise ValueError("not a JSON object")
+            return _hf_graph(config, p.name)
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError) as exc:
+            if isinstance(exc, EdgePruneError):
+                raise
+            raise EdgePruneError(
+                f"{p}/config.json cannot size the graph ({type(exc).__name__}: {exc}); save the model again with "
+                "save_pretrained, or pass --layers, --heads and --d-model"
+            ) from None
     from edgeprune.compiled.resolve import resolve_model
 
     try:
