@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from edgeprune.cli import main  # noqa: E402
-from tests.test_fuzz_inputs import _check, _mutate, _mutate_json_field  # noqa: E402
+from tests.test_fuzz_inputs import COUNTS, _check, _mutate, _mutate_json_field  # noqa: E402
 
 GRAPH = ["--layers", "2", "--heads", "2", "--d-model", "8"]
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -78,3 +78,13 @@ def test_fuzz_export_model_config(tmp_path_factory, files, data):
     _damage(good, target, data)
     argv = ["export", str(files["circuit"]), "--model", str(d / "m"), "--merge-inputs", "-o", str(d / "g.json")]
     _check("export --model config.json", argv, target, lambda: None)
+
+
+MIB_FORMATS = ("EAP-IG graph json", "edge-score json", "export --model config.json")
+
+
+def test_zz_print_counts():
+    for (fmt, outcome), n in sorted(COUNTS.items()):
+        if fmt in MIB_FORMATS:
+            print(f"fuzz {fmt}: {n} {outcome}")
+    assert {fmt for fmt, _ in COUNTS} >= set(MIB_FORMATS)

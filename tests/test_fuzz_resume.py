@@ -215,12 +215,6 @@ def test_damaged_checkpoint_state_named(tmp_path, run_dir, case):
     assert str(path) in str(err.value) and "start the run again" in str(err.value)
 
 
-def test_zz_print_counts():
-    for (fmt, outcome), n in sorted(COUNTS.items()):
-        print(f"fuzz {fmt}: {n} {outcome}")
-    assert COUNTS
-
-
 def _good_rows() -> list[dict]:
     from dataclasses import asdict
 
@@ -258,3 +252,9 @@ def test_fuzz_compare_methods_rows(tmp_path_factory, data):
     report.render(got, "zero")
     report.render(got, "zero", per_program=True)
     COUNTS["compare-methods rows.jsonl", f"{len(got)} of 3 rows kept"] += 1
+
+
+def test_zz_print_counts():
+    for (fmt, outcome), n in sorted(COUNTS.items()):
+        print(f"fuzz {fmt}: {n} {outcome}")
+    assert COUNTS
