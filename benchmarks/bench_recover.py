@@ -9,6 +9,11 @@ runs each named library program in its own process (``OMP_NUM_THREADS=1``) and p
 process's seconds (imports, compile, training, cut, checks), the steps taken (fewer than the
 configured ones when training stopped early) and where the time went: training loop, the cut
 (``Pruner.circuit``) and the rest of ``recover`` (compiling, the ground-truth and circuit checks).
+
+    python benchmarks/bench_recover.py --profile reverse
+
+profiles ``recover reverse`` in one process (cProfile) and prints the functions taking the most time;
+``--all-jobs 2`` also times ``edgeprune recover --all --jobs 2`` (whole command, every library program).
 """
 
 from __future__ import annotations
@@ -59,6 +64,43 @@ def _one(name: str, ablation: str) -> None:
     )
 
 
+def profile(name: str, ablation: str, top: int = 15) -> None:
+    """cProfile of ``recover(name)`` in this process (imports excluded): the functions with the most own time."""
+    import cProfile
+    import io
+    import pstats
+
+    from edgeprune.usecases.recovery import recover
+
+    torch.set_num_threads(1)
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    res = recover(name, ablation, 0)
+    prof.disable()
+    wall = time.perf_counter() - t0
+    print(f"profile of recover({name!r}, {ablation!r}): {wall:.1f} s, {res.steps} steps, verdict {res.verdict}")
+    buf = io.StringIO()
+    stats = pstats.Stats(prof, stream=buf)
+    stats.sort_stats("tottime").print_stats(top)
+    lines = [ln for ln in buf.getvalue().splitlines() if ln.strip()]
+    start = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls"))
+    for ln in lines[start : start + top + 1]:
+        print("  " + ln.strip()[:150])
+
+
+def all_jobs(jobs: int, ablation: str) -> None:
+    """Wall time of the whole ``edgeprune recover --all --jobs N`` command and its summary line."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "edgeprune.cli", "recover", "--all", "--jobs", str(jobs), "--no-progress"]
+    cmd += ["--ablation", ablation]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True).stdout
+    wall = time.perf_counter() - t0
+    tail = [ln for ln in out.splitlines() if ln.strip()][-2:]
+    print(f"recover --all --jobs {jobs} ({ablation}): {wall:.0f} s whole command; " + " | ".join(tail))
+
+
 def library(names: list[str], ablation: str) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     print(f"{'program':<16} exact  steps  process s  train s  cut s  compile+check s   ({ablation}, one thread, noisy)")
@@ -88,13 +130,21 @@ def main() -> None:
     ap.add_argument("--programs", nargs="+", default=["reverse", "xproportion"])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--library", default=None, help="comma-separated library programs, each in its own process")
+    ap.add_argument("--profile", default=None, help="cProfile recover(PROGRAM) in one process; print the top functions")
+    ap.add_argument("--all-jobs", type=int, default=None, help="also time `recover --all --jobs N`")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one is not None:
         torch.set_num_threads(1)
         return _one(args.one, args.ablation)
-    if args.library is not None:
-        return library(args.library.split(","), args.ablation)
+    if args.library is not None or args.profile is not None or args.all_jobs is not None:
+        if args.library is not None:
+            library(args.library.split(","), args.ablation)
+        if args.profile is not None:
+            profile(args.profile, args.ablation)
+        if args.all_jobs is not None:
+            all_jobs(args.all_jobs, args.ablation)
+        return None
     torch.set_num_threads(args.threads)
     from edgeprune.usecases.recovery import recover
 

@@ -47,6 +47,8 @@ CHECKPOINT_STATE = "checkpoint.json"
 METRICS = "metrics.jsonl"
 #: full-model outputs of the whole data set are cached up to this size, else computed per batch
 TARGET_CACHE_BYTES = 64 << 20
+#: the minimal pass tries edges one by one up to this many, in halving blocks beyond (``Pruner._drop_blocks``)
+MINIMAL_ONE_BY_ONE = 64
 #: a bounded evaluation (``Pruner.binary_loss(bound=...)``) looks at this many examples first
 BOUND_FIRST_CHUNK = 64
 #: memory one evaluation pass (writer outputs and task outputs of a chunk of examples) may take
@@ -241,9 +243,9 @@ class Pruner:
             SupportForward(adapter, supports) if supports is not None else DisentangledForward(adapter, live)
         )
         with torch.no_grad():
-            self.loss_mask = (
-                data.loss_mask.bool() if data.loss_mask is not None else adapter.loss_mask(data.ids, data.key_mask)
-            )
+            scored = data.loss_mask.bool() if data.loss_mask is not None else adapter.loss_mask(data.ids, data.key_mask)
+            # (N, K) scored slots when the readout can run at those positions only; else the (N, T) mask
+            self.positions, self.loss_mask = self._scored_positions(scored)
             self.chunk, self.full_out = self._plan_targets()
         # interchange: the corrupted inputs' writer outputs are fixed, so computed once for the whole data set
         self.ablated_all = self._plan_ablated()
@@ -258,6 +260,31 @@ class Pruner:
         self.batch_slice: Callable[[int], slice] | None = None
         self.grad_sync: Callable[[list[torch.Tensor]], None] | None = None
 
+    def _scored_positions(self, mask: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Each example's scored positions (N, K) and which of the K slots are real (N, K), or (None, mask).
+
+        Why: a language-model task scores a few positions (the answer), and a per-position KL over
+        them does not need the vocabulary-wide readout anywhere else.  Reading out at those K
+        positions only (``adapter.at_positions``) saves that share of every forward and backward,
+        and the full model's targets shrink to (N, K, V), so they stay cached (no full run per
+        step) for data sets that would not fit at every position.  The loss is the same sum over
+        the same positions.  Only for adapters whose readout is per position, under ``kl``, and
+        when at most half of the positions are scored.
+        """
+        if not (getattr(self.adapter, "readout_per_position", False) and self.loss_kind == "kl" and mask.dim() == 2):
+            return None, mask
+        counts = mask.sum(1)
+        k = int(counts.max()) if len(counts) else 0
+        if k == 0 or 2 * k > mask.shape[1]:
+            return None, mask
+        positions = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :k]  # scored first, in order
+        slots = torch.arange(k, device=mask.device).unsqueeze(0) < counts.unsqueeze(1)
+        return positions, slots
+
+    def _pos(self, idx) -> torch.Tensor | None:
+        """The scored positions of rows ``idx`` (None: the readout runs at every position)."""
+        return None if self.positions is None else self.positions[idx]
+
     def _plan_targets(self) -> tuple[int, torch.Tensor | None]:
         """The evaluation chunk (examples per pass) and the cached full-model outputs, or None.
 
@@ -271,14 +298,18 @@ class Pruner:
         km = None if d.key_mask is None else d.key_mask[:1]
         writers = self.adapter.writer_outputs(d.ids[:1], km)
         # the full output through the adapter's own path (an FSDP adapter reads out only inside its root unit)
-        out_numel = self.adapter.full_output(d.ids[:1], km).numel()
+        out_numel = self.adapter.full_output(d.ids[:1], km, self._pos(slice(0, 1))).numel()
         per_example = 4 * (2 * writers.numel() + 6 * out_numel)  # loss temporaries
         chunk = int(max(1, min(512, EVAL_CHUNK_BYTES // per_example)))
         out_bytes = 4 * out_numel * len(d)
         if out_bytes > TARGET_CACHE_BYTES:
             return chunk, None
         parts = [
-            self.adapter.full_output(d.ids[a : a + chunk], None if d.key_mask is None else d.key_mask[a : a + chunk])
+            self.adapter.full_output(
+                d.ids[a : a + chunk],
+                None if d.key_mask is None else d.key_mask[a : a + chunk],
+                self._pos(slice(a, a + chunk)),
+            )
             for a in range(0, len(d), chunk)
         ]
         return chunk, parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -307,7 +338,7 @@ class Pruner:
         """The full model's outputs for rows ``idx`` (cached, or computed for these inputs)."""
         if self.full_out is not None:
             return self.full_out[idx]
-        return self.adapter.full_output(ids, km)
+        return self.adapter.full_output(ids, km, self._pos(idx))
 
     @torch.no_grad()
     def _empty_circuit_loss(self, max_examples: int = 256) -> float:
@@ -343,7 +374,7 @@ class Pruner:
         sampled = (edge_z, node_z)  # the sparsity estimate uses every sample, identical on every rank
         if local is not None and c.per_example_masks:
             edge_z, node_z = edge_z[local], node_z[local]
-        out = self.forward.output(ids, self.masks.dense(edge_z), node_z, ablated, km)
+        out = self.forward.output(ids, self.masks.dense(edge_z), node_z, ablated, km, self._pos(idx))
         per_example = obj.faithfulness_per_example(
             self.loss_kind, self._targets(idx, ids, km), out, self.loss_mask[idx]
         )
@@ -489,7 +520,7 @@ class Pruner:
             km = None if self.data.key_mask is None else self.data.key_mask[sl]
             corr = None if self.data.corrupted is None else self.data.corrupted[sl]
             ablated = self._ablated(sl, ids, corr, km)
-            out = self.forward.output(ids, dense, None, ablated, km)
+            out = self.forward.output(ids, dense, None, ablated, km, self._pos(sl))
             parts.append(
                 obj.faithfulness_per_example(self.loss_kind, self._targets(sl, ids, km), out, self.loss_mask[sl])
             )
@@ -536,11 +567,37 @@ class Pruner:
                 lo = mid + 1
         keep = keep_top(hi)
         if minimal:
-            for i in reversed(order[:hi].tolist()):
-                keep[i] = False
-                if self.binary_loss(keep, bound=limit) > limit:
-                    keep[i] = True
+            lowest_first = list(reversed(order[:hi].tolist()))
+            if len(lowest_first) <= MINIMAL_ONE_BY_ONE:
+                for i in lowest_first:
+                    keep[i] = False
+                    if self.binary_loss(keep, bound=limit) > limit:
+                        keep[i] = True
+            else:
+                self._drop_blocks(keep, lowest_first, limit)
         return keep, self.binary_loss(keep) / max(empty, 1e-12)
+
+    def _drop_blocks(self, keep: torch.Tensor, block: list[int], limit: float) -> None:
+        """The minimal pass over a long prefix: drop ``block`` (edges lowest-ranked first) at once when the
+        circuit stays faithful without it, else split it and try each half in turn.
+
+        Why: early in training the faithful prefix is most of the graph (2000 edges on an 8-layer program),
+        and one evaluation per edge took minutes per stop check; where leaving out a whole block keeps the
+        circuit faithful, leaving out its edges one by one in the same order would too (a superset of a
+        faithful circuit is faithful), so the pass removes what the one-by-one pass would, in about
+        (needed edges x log) evaluations.
+        """
+        if not block:
+            return
+        keep[block] = False
+        if self.binary_loss(keep, bound=limit) <= limit:
+            return
+        keep[block] = True
+        if len(block) == 1:
+            return
+        mid = len(block) // 2
+        self._drop_blocks(keep, block[:mid], limit)
+        self._drop_blocks(keep, block[mid:], limit)
 
     # ----- checkpoints ----------------------------------------------------
     def save_checkpoint(self, run_dir: Path) -> None:
