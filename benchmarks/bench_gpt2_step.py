@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--d-model", type=int, default=768)
     ap.add_argument("--steps", type=int, default=3, help="timed steps of each kind (after one warm-up step each)")
     ap.add_argument("--examples", type=int, default=200, help="training pool the batches are drawn from")
+    ap.add_argument(
+        "--scored",
+        choices=("last", "all"),
+        default="last",
+        help="positions the loss scores: the last (a task's answer, as IOI) or every one",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--gradient-checkpointing", action="store_true")
@@ -83,10 +89,14 @@ def main(argv: list[str] | None = None) -> dict:
     adapter = adapter_for(model, gradient_checkpointing=args.gradient_checkpointing, freeze=True)
     g = adapter.graph
     config = PruneConfig(steps=3000, batch_size=args.batch, ablation="interchange", seed=0)
-    pruner = Pruner(adapter, PruneData(ids=pool.to(args.device), corrupted=pool_corrupted.to(args.device)), config)
+    scored = torch.zeros(args.examples, args.seq, dtype=torch.bool)
+    scored[:, -1 if args.scored == "last" else slice(None)] = True
+    pool_data = PruneData(ids=pool.to(args.device), corrupted=pool_corrupted.to(args.device), loss_mask=scored)
+    pruner = Pruner(adapter, pool_data, config)
     ids = pool[: args.batch].to(args.device)
+    answer = scored[: args.batch].to(args.device)
     with torch.no_grad():
-        target = adapter.full_output(ids).log_softmax(-1)
+        target = adapter.full_output(ids).log_softmax(-1)[answer]
 
     def pruning_step() -> None:
         model.requires_grad_(False)
@@ -94,8 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     def plain_step() -> None:
         model.requires_grad_(True)  # the plain baseline trains the weights (a normal fine-tuning step)
-        logits = model(ids).logits.float()
-        loss = torch.nn.functional.kl_div(logits.log_softmax(-1), target, log_target=True, reduction="batchmean")
+        logits = model(ids).logits.float()[answer]  # the transformers forward reads out at every position
+        loss = torch.nn.functional.kl_div(logits.log_softmax(-1), target, log_target=True, reduction="sum") / len(ids)
         model.zero_grad(set_to_none=True)
         loss.backward()
 
@@ -136,6 +146,9 @@ def main(argv: list[str] | None = None) -> dict:
         "plain_step_s": round(plain_s, 4),
         "ratio": round(masked_s / plain_s, 2),
         "examples": args.examples,
+        "scored": args.scored,
+        "readout_at_scored_positions": pruner.positions is not None,
+        "targets_cached": pruner.full_out is not None,
         "pruning_steps_s": [round(t, 3) for t in times["pruning"]],
         "plain_steps_s": [round(t, 3) for t in times["plain"]],
         "masked_step_peak_growth_mib": round(masked_growth, 1),

@@ -28,6 +28,9 @@ class ModelAdapter(ABC):
     #: True when ``attention`` takes one (B, T, D) input for every head, so the plain forward
     #: passes the residual as is; False: it takes per-head (B, H, T, D) / (B, KV, T, D) inputs
     shared_head_input: bool = False
+    #: True when ``readout`` works position by position (a final norm and an unembedding), so it
+    #: may be given only the scored positions' inputs (B, K, D): see ``at_positions``
+    readout_per_position: bool = False
 
     @property
     def n_heads(self) -> int:
@@ -91,6 +94,21 @@ class ModelAdapter(ABC):
         return torch.stack(outs)
 
     @torch.no_grad()
-    def full_output(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The unpruned model's task output on ``ids`` (the objective's reference)."""
-        return self.readout(self.writer_outputs(ids, key_mask).sum(0))
+    def full_output(
+        self, ids: torch.Tensor, key_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The unpruned model's task output on ``ids`` (the objective's reference); at ``positions``
+        (B, K) only when given (``readout_per_position`` adapters)."""
+        return self.readout(at_positions(self.writer_outputs(ids, key_mask).sum(0), positions))
+
+
+def at_positions(x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    """Rows ``positions`` (B, K) of each example's (B, T, D) residual: (B, K, D); ``x`` itself for None.
+
+    Why: a language model's task scores a few positions (the answer), and its readout is a
+    vocabulary-wide unembedding; applied at every position it costs about a third of the
+    forward and its logits dominate memory, for outputs the loss never reads.
+    """
+    if positions is None:
+        return x
+    return x.gather(1, positions.unsqueeze(-1).expand(-1, -1, x.shape[-1]))

@@ -20,7 +20,7 @@ import torch
 
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.core.options import check_ablation, is_mean
-from edgeprune.pruning.adapter import ModelAdapter
+from edgeprune.pruning.adapter import ModelAdapter, at_positions
 
 
 @dataclass
@@ -364,6 +364,6 @@ class DisentangledForward:
             x = x + ablated.prefix[W]
         return x
 
-    def output(self, ids, edge_mask, node_mask=None, ablated=None, key_mask=None) -> torch.Tensor:
-        """The task output (logits or values) of the masked model."""
-        return self.adapter.readout(self(ids, edge_mask, node_mask, ablated, key_mask))
+    def output(self, ids, edge_mask, node_mask=None, ablated=None, key_mask=None, positions=None) -> torch.Tensor:
+        """The task output (logits or values) of the masked model; at ``positions`` (B, K) only when given."""
+        return self.adapter.readout(at_positions(self(ids, edge_mask, node_mask, ablated, key_mask), positions))

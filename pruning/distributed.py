@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from edgeprune.core.errors import EdgePruneError
-from edgeprune.pruning.adapter import ModelAdapter
+from edgeprune.pruning.adapter import ModelAdapter, at_positions
 from edgeprune.pruning.adapters.hf_loading import HFAdapterBase
 from edgeprune.pruning.disentangled import DisentangledForward
 from edgeprune.pruning.train import PruneConfig, Pruner
@@ -145,6 +145,7 @@ class FSDPAdapter(ModelAdapter):
     """
 
     shared_head_input = True  # the wrapped adapter is a transformers one
+    readout_per_position = True
 
     def __init__(self, base: HFAdapterBase, mesh: Any = None, reshard_after_forward: bool = True):
         from torch.distributed.fsdp import fully_shard
@@ -211,8 +212,12 @@ class FSDPAdapter(ModelAdapter):
         return self.rooted(lambda: ModelAdapter.writer_outputs(self, ids, key_mask))
 
     @torch.no_grad()
-    def full_output(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.rooted(lambda: self.readout(ModelAdapter.writer_outputs(self, ids, key_mask).sum(0)))
+    def full_output(
+        self, ids: torch.Tensor, key_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.rooted(
+            lambda: self.readout(at_positions(ModelAdapter.writer_outputs(self, ids, key_mask).sum(0), positions))
+        )
 
     def engine_forward(self) -> RootedForward:
         return RootedForward(self)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from edgeprune.pruning.adapter import ModelAdapter
+from edgeprune.pruning.adapter import ModelAdapter, at_positions
 from edgeprune.pruning.disentangled import AblatedStates
 
 
@@ -159,6 +159,6 @@ class SupportForward:
             x = x + ablated.prefix[W]
         return x
 
-    def output(self, ids, edge_mask, node_mask=None, ablated=None, key_mask=None) -> torch.Tensor:
-        """The task output (logits or values) of the masked model."""
-        return self.adapter.readout(self(ids, edge_mask, node_mask, ablated, key_mask))
+    def output(self, ids, edge_mask, node_mask=None, ablated=None, key_mask=None, positions=None) -> torch.Tensor:
+        """The task output (logits or values) of the masked model; at ``positions`` (B, K) only when given."""
+        return self.adapter.readout(at_positions(self(ids, edge_mask, node_mask, ablated, key_mask), positions))

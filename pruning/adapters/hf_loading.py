@@ -272,9 +272,11 @@ class HFAdapterBase(ModelAdapter):
       * ``freeze`` (default True): the model's parameters get ``requires_grad=False``;
         Edge Pruning trains masks only, and frozen weights need no gradient buffers.
     The model is set to eval mode: dropout would make clean and masked runs differ.
+    The readout (final norm, unembedding) works position by position (``readout_per_position``).
     """
 
     shared_head_input = True  # the blocks read one (B, T, D) input for every head
+    readout_per_position = True
 
     def __init__(
         self,
