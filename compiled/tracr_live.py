@@ -225,10 +225,22 @@ def to_tracr_rasp(program: Any, trasp: Any) -> Any:
             if "encoding" in ann:
                 ann["encoding"] = trasp.Encoding[ann["encoding"].name]
             t = trasp.annotate(t, **ann)
+            _same_id(t, e)
         memo[id(e)] = t
         return t
 
     return conv(program)
+
+
+def _same_id(theirs: Any, ours: Any) -> None:
+    """Give the Tracr expression the own expression's id, so labels (``name_id``) and hence the
+    converted model's residual labels and node names equal the own compiler's whatever either
+    module's id counter has reached (ids are drawn when a label is first read).  Tracr keeps
+    the id in a cached property; where a version does not, labels keep Tracr's own ids."""
+    import functools
+
+    if isinstance(getattr(type(theirs), "unique_id", None), functools.cached_property):
+        theirs.__dict__["unique_id"] = ours.unique_id
 
 
 def compile_with_tracr(
