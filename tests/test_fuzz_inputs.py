@@ -226,6 +226,7 @@ def test_fuzz_saved_model_fields(tmp_path_factory, model_dir, data):
     _check("saved model.json (field)", ["info", str(d)], d / "model.json", use)
 
 
+@pytest.mark.counts
 def test_zz_print_counts():
     for (fmt, outcome), n in sorted(COUNTS.items()):
         print(f"fuzz {fmt}: {n} {outcome}")

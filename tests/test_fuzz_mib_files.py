@@ -83,6 +83,7 @@ def test_fuzz_export_model_config(tmp_path_factory, files, data):
 MIB_FORMATS = ("EAP-IG graph json", "edge-score json", "export --model config.json")
 
 
+@pytest.mark.counts
 def test_zz_print_counts():
     for (fmt, outcome), n in sorted(COUNTS.items()):
         if fmt in MIB_FORMATS:

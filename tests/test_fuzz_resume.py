@@ -254,6 +254,7 @@ def test_fuzz_compare_methods_rows(tmp_path_factory, data):
     COUNTS["compare-methods rows.jsonl", f"{len(got)} of 3 rows kept"] += 1
 
 
+@pytest.mark.counts
 def test_zz_print_counts():
     for (fmt, outcome), n in sorted(COUNTS.items()):
         print(f"fuzz {fmt}: {n} {outcome}")
