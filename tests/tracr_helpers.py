@@ -87,10 +87,25 @@ def assert_same_weights(name: str, tr, own, t_program, o_program) -> None:
     assert sorted(own.metadata.residual_labels) == sorted(tr_labels), name
     assert own.metadata.encoding_map == tr.metadata.encoding_map, name
     perm = torch.tensor([own.metadata.residual_labels.index(label) for label in tr_labels])
-    for k, ax in RESIDUAL_AXIS.items():
-        ours = getattr(own, k).detach().index_select(ax, perm)
-        assert ours.shape == getattr(tr, k).shape, (name, k)
-        assert torch.allclose(ours, getattr(tr, k).detach(), atol=1e-6), (name, k)
+    permuted = {k: getattr(own, k).detach().index_select(ax, perm) for k, ax in RESIDUAL_AXIS.items()}
+    for k in RESIDUAL_AXIS:
+        assert permuted[k].shape == getattr(tr, k).shape, (name, k)
+        if k not in ("W_1", "W_2"):
+            assert torch.allclose(permuted[k], getattr(tr, k).detach(), atol=1e-6), (name, k)
+    # MLP hidden units: equal up to their order within a layer, which follows the sorted names of
+    # hidden directions, and those embed node ids that differ between the two programs (``x_9`` sorts
+    # after ``x_10``), so a unit is compared by its input weights, bias and output weights together
+    for layer in range(tr.W_1.shape[0]):
+        theirs = _hidden_units(tr.W_1.detach()[layer], tr.b_1.detach()[layer], tr.W_2.detach()[layer])
+        ours = _hidden_units(permuted["W_1"][layer], own.b_1.detach()[layer], permuted["W_2"][layer])
+        assert torch.allclose(ours, theirs, atol=1e-6), (name, "MLP", layer)
+
+
+def _hidden_units(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """Rows (input weights, bias, output weights) of each hidden unit, in a canonical order."""
+    units = torch.cat([w1.T, b1.unsqueeze(1), w2], dim=1)
+    keys = torch.round(units * 1e4).tolist()
+    return units[sorted(range(len(keys)), key=keys.__getitem__)]
 
 
 def assert_same_outputs(name: str, tr, vocab, max_seq_len: int, causal: bool = False) -> int:
