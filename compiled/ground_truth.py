@@ -287,7 +287,7 @@ def varying_directions(
     hi: dict[str, torch.Tensor] = {}
     for n in sorted(by_len):
         ids = torch.tensor([model.metadata.encode(s) for s in by_len[n]])
-        for w, y in _writer_outputs(model, ids).items():
+        for w, y in model.writer_outputs(ids).items():
             a, b = y.amin(0), y.amax(0)  # (n + 1, D)
             if w not in lo:
                 lo[w], hi[w] = a, b
@@ -303,21 +303,6 @@ def varying_directions(
             spread = (hi[w] - lo[w]).amax(0)
         out[w] = set(torch.nonzero(spread > _CONST_ATOL).flatten().tolist())
     return out
-
-
-def _writer_outputs(model: CompiledTransformer, ids: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every writer's output (B, T, D) in the full model on equal-length ``ids``."""
-    tok, pos = model.embed(ids)
-    outs = {names.TOK: tok, names.POS: pos}
-    x = tok + pos
-    for layer in range(model.config.n_layers):
-        heads = model.attention(layer, x, x, x, None)
-        for h in range(model.config.n_heads):
-            outs[names.head(layer, h)] = heads[:, h]
-        x = x + heads.sum(1)
-        outs[names.mlp(layer)] = m = model.mlp(layer, x)
-        x = x + m
-    return outs
 
 
 def candidate_edges(

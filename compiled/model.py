@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from edgeprune.compiled.metadata import ModelMetadata
+from edgeprune.core import names
 from edgeprune.core.errors import InputError
 
 # A categorical readout whose largest entry is at most this is undefined (decodes to None).
@@ -171,6 +172,20 @@ class CompiledTransformer(nn.Module):
             x = x + self.attention(layer, x, x, x, key_mask).sum(1)
             x = x + self.mlp(layer, x)
         return x
+
+    def writer_outputs(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every writer's output (B, T, D) in the unmasked model, by node name (``tok``, ``pos``, heads, MLPs)."""
+        tok, pos = self.embed(ids)
+        outs = {names.TOK: tok, names.POS: pos}
+        x = tok + pos
+        for layer in range(self.config.n_layers):
+            heads = self.attention(layer, x, x, x, key_mask)
+            for h in range(self.config.n_heads):
+                outs[names.head(layer, h)] = heads[:, h]
+            x = x + heads.sum(1)
+            outs[names.mlp(layer)] = m = self.mlp(layer, x)
+            x = x + m
+        return outs
 
     def residual_trace(self, ids: torch.Tensor) -> list[torch.Tensor]:
         """Residual after every attention and MLP block, in order attn0, mlp0, attn1, ..."""

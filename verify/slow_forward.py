@@ -27,20 +27,9 @@ def graph_of(model: CompiledTransformer) -> ComputationalGraph:
 def writer_outputs(
     model: CompiledTransformer, ids: torch.Tensor, key_mask: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
-    """Every writer's output (B, T, D) in the unmasked model."""
-    graph = graph_of(model)
-    tok, pos = model.embed(ids)
-    outs = {names.TOK: tok, names.POS: pos}
-    x = tok + pos
-    for layer in range(model.config.n_layers):
-        heads = model.attention(layer, x, x, x, key_mask)
-        for h in range(model.config.n_heads):
-            outs[names.head(layer, h)] = heads[:, h]
-        x = x + heads.sum(1)
-        m = model.mlp(layer, x)
-        outs[names.mlp(layer)] = m
-        x = x + m
-    assert set(outs) == set(graph.writers)
+    """Every writer's output (B, T, D) in the unmasked model (``CompiledTransformer.writer_outputs``)."""
+    outs = model.writer_outputs(ids, key_mask)
+    assert set(outs) == set(graph_of(model).writers)
     return outs
 
 
