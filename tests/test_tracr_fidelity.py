@@ -179,8 +179,8 @@ def test_every_lib_function_has_settings():
     assert all(n in LIB_FUNCTIONS for n in ("make_length", "make_sort_freq", "make_shuffle_dyck2"))
 
 
-@pytest.mark.parametrize("function", LIB_FUNCTIONS)
-def test_tracr_and_own_compiler_agree_on_lib(function):
+def lib_programs(function: str):
+    """(Tracr's program, the own rasp's program, vocab, max_seq_len) of a lib.py function at its settings."""
     import tracr.compiler.lib as tlib  # type: ignore
     from tracr.rasp import rasp as trasp  # type: ignore
 
@@ -189,6 +189,12 @@ def test_tracr_and_own_compiler_agree_on_lib(function):
     vocab, max_seq_len = LIB_SETTINGS[function]
     t_prog = _build(tlib, trasp, function, vocab, max_seq_len)
     o_prog = _build(OUR_LIB, ours, function, vocab, max_seq_len)
+    return t_prog, o_prog, vocab, max_seq_len
+
+
+@pytest.mark.parametrize("function", LIB_FUNCTIONS)
+def test_tracr_and_own_compiler_agree_on_lib(function):
+    t_prog, o_prog, vocab, max_seq_len = lib_programs(function)
     name = f"lib.{function}"
     tr, own = compile_both(t_prog, o_prog, vocab, max_seq_len)
     assert (tr is None) == (own is None), f"{name}: Tracr {'refuses' if tr is None else 'compiles'}, own does not"
