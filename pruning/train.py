@@ -271,7 +271,7 @@ class Pruner:
         the same positions.  Only for adapters whose readout is per position, under ``kl``, and
         when at most half of the positions are scored.
         """
-        if not (getattr(self.adapter, "readout_per_position", False) and self.loss_kind == "kl" and mask.dim() == 2):
+        if not (self.adapter.readout_per_position and self.loss_kind == "kl" and mask.dim() == 2):
             return None, mask
         counts = mask.sum(1)
         k = int(counts.max()) if len(counts) else 0
