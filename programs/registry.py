@@ -106,9 +106,6 @@ class ProgramSpec:
     input_constraint: str | None = None  # a key of CONSTRAINTS
     pruning: dict = field(default_factory=dict)  # per-program overrides of the pruning config
     sampler: LengthSampler | None = None  # custom draw of one input of a given length
-    # ground-truth edges that no valid input exercises ("writer -> reader" -> reason); the
-    # checker tolerates exactly these, and recovery cannot be expected to find them
-    unnecessary_edges: dict = field(default_factory=dict)
     # other minimal circuits of the compiled model, by ablation: {"zero": [[["tok", "m0"], ...], ...]}; each is
     # sufficient with every edge necessary (tests/test_verdict.py checks them), so recovering one is an
     # ``alternative``, not a miss, and ``exact`` means "the ground-truth circuit among these"
@@ -551,9 +548,6 @@ _SPECS += [
         max_seq_len=5,
         output_encoding="categorical",
         construction="libx.make_running_max()",
-        unnecessary_edges={
-            "tok -> m2": "the final SequenceMap MLP reads 'one' as a bias, but on the flag pairs that occur its output is the same without it"
-        },
     ),
     ProgramSpec(
         name="running_min",
@@ -563,9 +557,6 @@ _SPECS += [
         max_seq_len=5,
         output_encoding="categorical",
         construction="libx.make_running_min()",
-        unnecessary_edges={
-            "tok -> m2": "the final SequenceMap MLP reads 'one' as a bias, but on the flag pairs that occur its output is the same without it"
-        },
     ),
     ProgramSpec(
         name="first_a_index",
@@ -575,11 +566,6 @@ _SPECS += [
         max_seq_len=5,
         output_encoding="categorical",
         construction='libx.make_first_index_of("a")',
-        unnecessary_edges={
-            "pos -> m0": "without the (token, index) pair every 'a' looks first; the mean of their indices then decodes to the lowest one, which is right",
-            "m0 -> a1.h0.q": "same tie-break: selecting every 'a' still decodes to the first one's index",
-            "m0 -> a1.h0.k": "same tie-break: selecting every 'a' still decodes to the first one's index",
-        },
     ),
     ProgramSpec(
         name="balanced_prefix",
@@ -765,9 +751,6 @@ _SPECS += [
         max_seq_len=5,
         output_encoding="categorical",
         construction='libx.make_count_so_far("a")',
-        unnecessary_edges={
-            "m0 -> a1.h0.q": "interchange only: the selector reads just the index half of the query's (token, index) pair, which a same-length corruption never changes",
-        },
     ),
     ProgramSpec(
         name="freq_class",

@@ -1,12 +1,22 @@
 """Validate a ground-truth circuit on its model: sufficiency and necessity, on every input.
 
-Sufficiency: with every other edge ablated the circuit gives the model's decoded
-output at every defined position of every input (exhaustive up to max_seq_len
+Sufficiency: with every other edge ablated the circuit gives the model's output
+at every defined position of every input (exhaustive up to max_seq_len
 when there are at most ``MAX_INPUTS`` inputs, else a seeded sample of that many:
 the input budget, which ``InputPlan`` states and every report carries).  Necessity: removing any single
 edge changes some output.  A categorical position is *defined* when the model's
 output vector there is decisive (max > 0.5): Tracr writes a one-hot value, and
 an Aggregate that selects nothing leaves the output space near zero.
+
+"The output" is the output-space vector, not only its argmax: two readouts agree
+when they decode to the same value *and* every output-space entry is within
+``atol`` (numerical outputs: the value within ``atol``).  Why: an edge that only
+rescales the output (the constant ``one`` a categorical MLP reads as a bias, which
+Tracr keeps in the token embedding) changes what the model computes, and the
+pruning objective (KL) sees it; judged by the argmax alone such edges passed as
+unnecessary, and the ground truth had to list them by hand per program.  Edges that
+change nothing at all (a selector half no same-length corruption exercises) still
+drop out.
 """
 
 from __future__ import annotations
@@ -139,6 +149,7 @@ class Outputs:
 
     values: torch.Tensor  # categorical: (B, T) argmax ids; numerical: (B, T) values
     defined: torch.Tensor  # (B, T) bool, BOS excluded
+    raw: torch.Tensor | None = None  # categorical: (B, T, n_out) output-space values
 
 
 def _readout(model: CompiledTransformer, residual: torch.Tensor) -> Outputs:
@@ -152,13 +163,15 @@ def _readout(model: CompiledTransformer, residual: torch.Tensor) -> Outputs:
         # softmax over the sequence (as in the reference) sees the BOS value too
         values = out
         defined = torch.ones_like(out, dtype=torch.bool)
-    return Outputs(values, defined)
+    return Outputs(values, defined, out if model.is_categorical else None)
 
 
 def _differs(model: CompiledTransformer, ref: Outputs, got: Outputs, atol: float) -> torch.Tensor:
-    """(B,) bool: some defined position differs."""
+    """(B,) bool: some defined position differs (decoded value, or any output-space value by more than ``atol``)."""
     if model.is_categorical:
         diff = ref.values != got.values
+        if ref.raw is not None and got.raw is not None:  # the output values, not only their argmax (see Oracle)
+            diff = diff | ((ref.raw - got.raw).abs().amax(-1) > atol)
     else:
         diff = (ref.values - got.values).abs() > atol
     return (diff & ref.defined).any(-1)
@@ -250,7 +263,8 @@ class Oracle:
                 means=self.means,
             ),
         )
-        return torch.nonzero(_differs(self.model, Outputs(ref.values[rows], ref.defined[rows]), got, self.atol))
+        sub = Outputs(ref.values[rows], ref.defined[rows], None if ref.raw is None else ref.raw[rows])
+        return torch.nonzero(_differs(self.model, sub, got, self.atol))
 
     @torch.no_grad()
     def failing(self, kept: Iterable[tuple[str, str]], limit: int = 5) -> list[dict]:

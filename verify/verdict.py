@@ -80,19 +80,13 @@ def checked_ground_truth(
     ablation: str = "zero",
     inputs: Sequence[list[Any]] | None = None,
     oracle: Oracle | None = None,
-    tolerated: Iterable[Sequence[str]] = (),
 ) -> Circuit:
-    """The static ground truth when the checker accepts it, else the circuit derived from the model (see module).
-
-    ``tolerated`` are static edges known to be exercised by no valid input (a program's
-    ``ProgramSpec.unnecessary_edges``, each with its reason): they do not make the rule fail.
-    """
-    known = {(e[0], e[1]) for e in tolerated}
+    """The static ground truth when the checker accepts it, else the circuit derived from the model (see module)."""
     oracle = oracle or Oracle(model, ablation, inputs)
     static = ground_truth(model, ablation)
     edges = set(static.edges)
     sufficient = oracle.sufficient(edges)
-    unneeded = [] if not sufficient else [e for e in oracle.unnecessary(edges) if e not in known]
+    unneeded = oracle.unnecessary(edges) if sufficient else []
     meta = dict(static.meta)
     if sufficient and not unneeded:
         meta["rule"] = "static"

@@ -253,7 +253,7 @@ class CompiledBench(_Bench):
         from edgeprune.core.dangling import prune_dangling
         from edgeprune.pruning.adapters.compiled import CompiledAdapter
         from edgeprune.pruning.scoring import CircuitScorer
-        from edgeprune.usecases.recovery import MAX_ENUMERATED, known_alternatives, prepare, tolerated_edges
+        from edgeprune.usecases.recovery import MAX_ENUMERATED, known_alternatives, prepare
         from edgeprune.verify.checker import Oracle, model_inputs
         from edgeprune.verify.verdict import checked_ground_truth
 
@@ -265,9 +265,7 @@ class CompiledBench(_Bench):
         # the ground truth as recover has it: checked on the model (derived from it where the static rule
         # fails); every circuit's verdict comes from the same oracle (verify.verdict)
         self.oracle = Oracle(self.model, opts.ablation, model_inputs(self.model, limit=MAX_ENUMERATED))
-        self.truth = checked_ground_truth(
-            self.model, opts.ablation, oracle=self.oracle, tolerated=tolerated_edges(self.spec)
-        )
+        self.truth = checked_ground_truth(self.model, opts.ablation, oracle=self.oracle)
         self.alternatives = known_alternatives(self.spec, opts.ablation)
         self.truth_set = prune_dangling(self.truth.edges, self.graph.embeddings, opts.ablation)
         self.ev = self.scorer = CircuitScorer(self.adapter, self.data, opts.ablation)

@@ -176,7 +176,6 @@ def recover(
     )
     name = spec.name if spec is not None else model.metadata.name
     overrides.setdefault("alternatives", known_alternatives(spec, ablation))
-    overrides.setdefault("tolerated", tolerated_edges(spec))
     return _prune_and_compare(
         model,
         data,
@@ -191,15 +190,6 @@ def recover(
         t0,
         overrides,
     )
-
-
-def tolerated_edges(spec: Any | None) -> list[tuple[str, str]]:
-    """The spec's ``unnecessary_edges`` ("writer -> reader" -> reason) as edges the ground truth may keep."""
-    edges = []
-    for text in getattr(spec, "unnecessary_edges", None) or {}:
-        writer, reader = (part.strip() for part in text.split("->"))
-        edges.append((writer, reader))
-    return edges
 
 
 def known_alternatives(spec: Any | None, ablation: str) -> list:
@@ -340,7 +330,6 @@ def _prune_and_compare(
     from edgeprune.verify.verdict import checked_ground_truth, judge
 
     alternatives = overrides.pop("alternatives", ())
-    tolerated = overrides.pop("tolerated", ())
     config = recovery_config(name, spec_pruning, ablation=ablation, seed=seed, steps=steps, **overrides)
     adapter = CompiledAdapter(model)
     pruner = Pruner(adapter, data, config)
@@ -353,7 +342,7 @@ def _prune_and_compare(
     # the ground truth checked on the model (derived from it where the static rule fails), and the verdict
     check_inputs, plan = model_input_plan(model, limit=MAX_ENUMERATED)
     oracle = Oracle(model, ablation, check_inputs, plan=plan)
-    truth = checked_ground_truth(model, ablation, oracle=oracle, tolerated=tolerated)
+    truth = checked_ground_truth(model, ablation, oracle=oracle)
     comparison = compare(result.circuit, truth)
     judgement = judge(
         model, result.circuit, truth, ablation, oracle=oracle, comparison=comparison, alternatives=alternatives
