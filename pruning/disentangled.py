@@ -14,6 +14,7 @@ The deltas live in one preallocated buffer written in place (``_WriterBuffer``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+import weakref
 from typing import Any
 
 import torch
@@ -159,6 +160,39 @@ def _mean_states(adapter: ModelAdapter, ablation: str, ids: torch.Tensor, means:
     return AblatedStates(per_pos.unsqueeze(1).expand(W, B, T, D), prefix)
 
 
+class _BufferPool:
+    """Reuses a forward's writer buffer and its gradient in the next forward of the same shape.
+
+    Why: the buffers are the largest tensors of a step (W x B x T x D: 250 MB at GPT-2-small,
+    batch 8); allocated afresh each step they are fresh pages that every write first faults
+    in, which cost more than the mixing products themselves.  A tensor is handed out again
+    only once the buffer that held it is gone (its autograd graph freed), so two forwards in
+    flight never share one.
+    """
+
+    def __init__(self) -> None:
+        self._spare: dict[tuple, list[tuple[torch.Tensor, Any]]] = {}
+
+    def take(self, like: torch.Tensor, shape: tuple[int, ...], owner: Any) -> torch.Tensor:
+        key = (shape, like.dtype, like.device)
+        slots = self._spare.setdefault(key, [])
+        for i, (t, ref) in enumerate(slots):
+            if ref() is None:
+                slots[i] = (t, weakref.ref(owner))
+                return t
+        t = like.new_empty(shape)
+        if len(slots) < POOL_SLOTS:
+            slots.append((t, weakref.ref(owner)))
+        return t
+
+    def clear(self) -> None:
+        self._spare.clear()
+
+
+#: tensors kept per buffer shape: a training forward's data and gradient, plus one forward in flight
+POOL_SLOTS = 3
+
+
 class _WriterBuffer:
     """Every writer's delta ``z_w (y_w - y~_w)`` in ONE preallocated tensor, written in place.
 
@@ -175,15 +209,21 @@ class _WriterBuffer:
     per-example masks, batch-major (B, W, T, D): one batched GEMM per reader group.
     """
 
-    def __init__(self, like: torch.Tensor, n_writers: int, per_example: bool):
+    def __init__(self, like: torch.Tensor, n_writers: int, per_example: bool, pool: _BufferPool | None = None):
         B, _, T, D = like.shape
         self.per_example = per_example
         self.shape = (B, T, D)
-        self.data = like.new_empty((B, n_writers, T, D) if per_example else (n_writers, B, T, D))
+        self.full = (B, n_writers, T, D) if per_example else (n_writers, B, T, D)
+        self.pool = pool
+        self.data = pool.take(like, self.full, self) if pool is not None else like.new_empty(self.full)
         self.grad: torch.Tensor | None = None
         # the ordering tokens live with the caller, not here: the autograd nodes hold this buffer,
         # and a buffer holding their outputs would make a cycle through C++ nodes that is never
         # freed (about 1.5 MB leaked per training step on a compiled program)
+
+    def new_grad(self) -> torch.Tensor:
+        """An uninitialised tensor shaped like the buffer, for its gradient (the caller fills it)."""
+        return self.pool.take(self.data, self.full, self) if self.pool is not None else torch.empty_like(self.data)
 
     def rows(self, t: torch.Tensor, a: int, b: int) -> torch.Tensor:
         """Writers a..b of a buffer-shaped tensor, flattened to (n, B*T*D) or (B, n, T*D)."""
@@ -196,13 +236,19 @@ class _WriterBuffer:
         """``block`` (B, k, T, D) becomes writers start..start+k; its ordering token joins ``tokens``."""
         tokens.append(_Write.apply(block, self, start))
 
-    def mix(self, n: int, cols: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
+    def mix(
+        self, n: int, cols: torch.Tensor, tokens: list[torch.Tensor], base: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, r, T, D) reader inputs from the first ``n`` writers; ``cols`` (n, r) shared or (B, n, r).
-        With ``n`` 0 (no live writer before the group) that is zeros: the input is the ablated prefix alone."""
+        ``base`` (B, T, D), no gradient: added to every reader's input inside the same product (the
+        ablated prefix sum).  With ``n`` 0 (no live writer before the group) the input is ``base``
+        alone (zeros without one)."""
         if n == 0:
             B, T, D = self.shape
-            return self.data.new_zeros(B, cols.shape[-1], T, D)
-        return _Mix.apply(cols, self, n, *tokens)
+            if base is None:
+                return self.data.new_zeros(B, cols.shape[-1], T, D)
+            return base.unsqueeze(1).expand(B, cols.shape[-1], T, D)
+        return _Mix.apply(cols, self, n, base, *tokens)
 
 
 class _Write(torch.autograd.Function):
@@ -226,14 +272,23 @@ class _Write(torch.autograd.Function):
 
 class _Mix(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, cols: torch.Tensor, buf: _WriterBuffer, n: int, *tokens: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx, cols: torch.Tensor, buf: _WriterBuffer, n: int, base: torch.Tensor | None, *tokens: torch.Tensor
+    ) -> torch.Tensor:
         B, T, D = buf.shape
         delta = buf.rows(buf.data, 0, n)
         ctx.save_for_backward(cols)
         ctx.buf, ctx.n = buf, n
+        r = cols.shape[-1]
         if buf.per_example:
-            return torch.bmm(cols.transpose(1, 2), delta).view(B, -1, T, D)
-        return (cols.t() @ delta).view(-1, B, T, D).transpose(0, 1)
+            if base is None:
+                return torch.bmm(cols.transpose(1, 2), delta).view(B, r, T, D)
+            start = base.reshape(B, 1, T * D).expand(B, r, T * D)
+            return torch.baddbmm(start, cols.transpose(1, 2), delta).view(B, r, T, D)
+        if base is None:
+            return (cols.t() @ delta).view(r, B, T, D).transpose(0, 1)
+        start = base.reshape(1, B * T * D).expand(r, B * T * D)
+        return torch.addmm(start, cols.t(), delta).view(r, B, T, D).transpose(0, 1)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
@@ -247,16 +302,28 @@ class _Mix(torch.autograd.Function):
         else:
             g = grad_out.transpose(0, 1).reshape(-1, B * T * D)  # (r, B*T*D)
             grad_cols = delta @ g.t() if ctx.needs_input_grad[0] else None
-        if any(ctx.needs_input_grad[3:]):
-            if buf.grad is None:
-                buf.grad = torch.zeros_like(buf.data)
+        if any(ctx.needs_input_grad[4:]):
+            fresh = buf.grad is None
+            if fresh:  # the first mix to run backward writes its rows instead of adding to zeros
+                buf.grad = buf.new_grad()
+                total = buf.full[1] if buf.per_example else buf.full[0]
+                if n < total:
+                    (buf.grad[:, n:] if buf.per_example else buf.grad[n:]).zero_()
             acc = buf.rows(buf.grad, 0, n)
             if buf.per_example:
-                acc.baddbmm_(cols, g)
+                if fresh:
+                    acc.copy_(torch.bmm(cols, g))
+                else:
+                    acc.baddbmm_(cols, g)
+            elif fresh:
+                torch.mm(cols, g, out=acc)
             else:
                 acc.addmm_(cols, g)
+        grad_base = None
+        if ctx.needs_input_grad[3]:
+            grad_base = g.sum(1 if buf.per_example else 0).view(B, T, D)
         zero = grad_out.new_zeros(())
-        return (grad_cols, None, None, *([zero] * (len(ctx.needs_input_grad) - 3)))
+        return (grad_cols, None, None, grad_base, *([zero] * (len(ctx.needs_input_grad) - 4)))
 
 
 @dataclass(frozen=True)
@@ -306,6 +373,7 @@ class DisentangledForward:
             heads = tuple(h for h in range(H) if live[n_in + h])
             self.layers.append(_LayerPlan(n_in, q0, m, before[n_in], heads, before[n_in + H], bool(live[n_in + H])))
         self.out_index = g.reader_index["out"]
+        self.pool = _BufferPool()
 
     def __call__(
         self,
@@ -334,16 +402,15 @@ class DisentangledForward:
             edge_mask, nz = edge_mask.index_select(-2, idx), nz.index_select(1, idx)
         if states is not None:
             emb = emb - states[: self.n_emb].transpose(0, 1)
-        buf = _WriterBuffer(emb, self.n_live, per_example=edge_mask.dim() == 3)
+        buf = _WriterBuffer(emb, self.n_live, per_example=edge_mask.dim() == 3, pool=self.pool)
         tokens: list[torch.Tensor] = []
         n_emb = len(self.live_emb)
         if n_emb:
             buf.write(0, (emb if n_emb == self.n_emb else emb[:, self.live_emb]) * nz[:, :n_emb], tokens)
         for layer, p in enumerate(self.layers):
             if p.heads:
-                x = buf.mix(p.live_in, edge_mask[..., : p.live_in, p.q0 : p.m], tokens)  # (B, H + 2 KV, T, D)
-                if ablated is not None:
-                    x = x + ablated.prefix[p.n_in].unsqueeze(1)
+                base = ablated.prefix[p.n_in] if ablated is not None else None
+                x = buf.mix(p.live_in, edge_mask[..., : p.live_in, p.q0 : p.m], tokens, base)  # (B, H + 2 KV, T, D)
                 xq, xk, xv = torch.split(x, [H, KV, KV], dim=1)
                 heads = ad.attention(layer, xq, xk, xv, key_mask)  # (B, H, T, D)
                 if len(p.heads) < H:
@@ -352,17 +419,14 @@ class DisentangledForward:
                     heads = heads - states[[p.n_in + h for h in p.heads]].transpose(0, 1)
                 buf.write(p.live_in, heads * nz[:, p.live_in : p.live_in + len(p.heads)], tokens)
             if p.mlp:
-                xm = buf.mix(p.live_mlp, edge_mask[..., : p.live_mlp, p.m : p.m + 1], tokens).select(1, 0)
-                if ablated is not None:
-                    xm = xm + ablated.prefix[p.n_in + H]
+                base = ablated.prefix[p.n_in + H] if ablated is not None else None
+                xm = buf.mix(p.live_mlp, edge_mask[..., : p.live_mlp, p.m : p.m + 1], tokens, base).select(1, 0)
                 y = ad.mlp(layer, xm)
                 if states is not None:
                     y = y - states[p.n_in + H]
                 buf.write(p.live_mlp, y.unsqueeze(1) * nz[:, p.live_mlp : p.live_mlp + 1], tokens)
-        x = buf.mix(self.n_live, edge_mask[..., :, self.out_index : self.out_index + 1], tokens).select(1, 0)
-        if ablated is not None:
-            x = x + ablated.prefix[W]
-        return x
+        base = ablated.prefix[W] if ablated is not None else None
+        return buf.mix(self.n_live, edge_mask[..., :, self.out_index : self.out_index + 1], tokens, base).select(1, 0)
 
     def output(self, ids, edge_mask, node_mask=None, ablated=None, key_mask=None, positions=None) -> torch.Tensor:
         """The task output (logits or values) of the masked model; at ``positions`` (B, K) only when given."""

@@ -187,3 +187,27 @@ def test_live_writers_must_name_every_writer():
     ad = CompiledAdapter(random_model(1))
     with pytest.raises(EdgePruneError, match="one flag per writer"):
         DisentangledForward(ad, torch.ones(len(ad.graph.writers) + 1, dtype=torch.bool))
+
+
+def test_forwards_in_flight_never_share_a_pooled_buffer():
+    """Two forwards before either backward get their own buffers (the pool hands a tensor out again only
+    once its buffer is gone), so their mask gradients equal those of forwards run one at a time; a later
+    forward of the same shape reuses a freed one."""
+    ad = CompiledAdapter(random_model(seed=3, n_layers=2, n_heads=2, layer_norm=True))
+    W, R = len(ad.graph.writers), len(ad.graph.readers)
+    ids, corr = _inputs(3)
+    ablated = ablated_states(ad, "interchange", ids, corr)
+    torch.manual_seed(0)
+    m1, m2 = (torch.rand(W, R, requires_grad=True) for _ in range(2))
+    f = DisentangledForward(ad)
+    (f(ids, m1, None, ablated).pow(2).sum() + 2 * f(ids, m2, None, ablated).pow(2).sum()).backward()
+    together = m1.grad.clone(), m2.grad.clone()
+    m1.grad = m2.grad = None
+    for m, scale in ((m1, 1), (m2, 2)):
+        (scale * DisentangledForward(ad)(ids, m, None, ablated).pow(2).sum()).backward()
+    assert torch.allclose(together[0], m1.grad) and torch.allclose(together[1], m2.grad)
+    seen = {t.data_ptr() for slots in f.pool._spare.values() for t, _ in slots}
+    with torch.no_grad():
+        f(ids, m1, None, ablated)
+    again = {t.data_ptr() for slots in f.pool._spare.values() for t, _ in slots}
+    assert again == seen  # reused, not reallocated
