@@ -30,6 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edgeprune  # noqa: E402,F401  (first: it sets the allocator's huge-page option before torch loads)
+
+# isort: split
 import torch  # noqa: E402
 
 from edgeprune.pruning.adapters.hf_loading import adapter_for  # noqa: E402

@@ -13,8 +13,8 @@ The deltas live in one preallocated buffer written in place (``_WriterBuffer``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import torch
