@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import sys
@@ -29,12 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import edgeprune  # noqa: E402,F401  (first: it sets the allocator's huge-page option before torch loads)
-
-# isort: split
 import torch  # noqa: E402
 
 from edgeprune.pruning.adapters.hf_loading import adapter_for  # noqa: E402
+from edgeprune.pruning.host_memory import retain_freed_memory  # noqa: E402
 from edgeprune.pruning.train import PruneConfig, PruneData, Pruner  # noqa: E402
 
 
@@ -146,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
         "edges": g.n_edges,
         "gradient_checkpointing": args.gradient_checkpointing,
         "dtype": args.dtype,
-        "huge_pages": os.environ.get("THP_MEM_ALLOC_ENABLE"),
+        "retain_freed_memory": retain_freed_memory(),
         "masked_step_s": round(masked_s, 4),
         "plain_step_s": round(plain_s, 4),
         "ratio": round(masked_s / plain_s, 2),

@@ -10,13 +10,7 @@ so ``import edgeprune`` loads no torch until a call needs it::
 
 from __future__ import annotations
 
-import os
 from typing import Any
-
-# Large CPU tensors on transparent huge pages (torch's allocator reads this once, at its first allocation):
-# the engine's per-step buffers are hundreds of MB, and on 4 KB pages faulting them in cost more than the
-# mixing products (GPT-2-small pruning step 10.7 s -> 8.3 s).  Set it to 0 before importing edgeprune to opt out.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 __version__ = "0.1.0"
 

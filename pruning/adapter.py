@@ -50,6 +50,15 @@ class ModelAdapter(ABC):
     ) -> torch.Tensor:
         """Per-head outputs (B, H, T, D) from per-reader inputs q (B, H, T, D), k and v (B, KV, T, D)."""
 
+    def attention_head_major(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-head outputs (H, B, T, D) from the layer's reader inputs ``x`` (H + 2 KV, B, T, D) in reader
+        order (every q, then every k, then every v).  The engine's layout for masks shared by the batch;
+        this default goes through ``attention``, and adapters override it where the transposes cost
+        (the ``transformers`` adapters: one normalisation and one batched projection for every reader)."""
+        H, KV = self.graph.n_heads, self.graph.kv_heads
+        xq, xk, xv = torch.split(x.transpose(0, 1), [H, KV, KV], dim=1)
+        return self.attention(layer, xq, xk, xv, key_mask).transpose(0, 1)
+
     @abstractmethod
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """MLP output (B, T, D) from its mixed input (B, T, D)."""

@@ -232,53 +232,69 @@ class _WriterBuffer:
             return t[:, a:b].reshape(B, b - a, T * D)
         return t[a:b].view(b - a, B * T * D)
 
-    def write(self, start: int, block: torch.Tensor, tokens: list[torch.Tensor]) -> None:
-        """``block`` (B, k, T, D) becomes writers start..start+k; its ordering token joins ``tokens``."""
-        tokens.append(_Write.apply(block, self, start))
+    def write(self, start: int, block: torch.Tensor, tokens: list[torch.Tensor], head_major: bool = False) -> None:
+        """``block`` (B, k, T, D), or (k, B, T, D) with ``head_major`` (shared masks only), becomes writers
+        start..start+k; its ordering token joins ``tokens``."""
+        tokens.append(_Write.apply(block, self, start, head_major))
 
     def mix(
-        self, n: int, cols: torch.Tensor, tokens: list[torch.Tensor], base: torch.Tensor | None = None
+        self,
+        n: int,
+        cols: torch.Tensor,
+        tokens: list[torch.Tensor],
+        base: torch.Tensor | None = None,
+        head_major: bool = False,
     ) -> torch.Tensor:
         """(B, r, T, D) reader inputs from the first ``n`` writers; ``cols`` (n, r) shared or (B, n, r).
+        ``head_major`` (shared masks only): (r, B, T, D) instead, the product's own layout, contiguous.
         ``base`` (B, T, D), no gradient: added to every reader's input inside the same product (the
         ablated prefix sum).  With ``n`` 0 (no live writer before the group) the input is ``base``
         alone (zeros without one)."""
         if n == 0:
             B, T, D = self.shape
+            r = cols.shape[-1]
             if base is None:
-                return self.data.new_zeros(B, cols.shape[-1], T, D)
-            return base.unsqueeze(1).expand(B, cols.shape[-1], T, D)
-        return _Mix.apply(cols, self, n, base, *tokens)
+                return self.data.new_zeros((r, B, T, D) if head_major else (B, r, T, D))
+            return base.unsqueeze(0).expand(r, B, T, D) if head_major else base.unsqueeze(1).expand(B, r, T, D)
+        return _Mix.apply(cols, self, n, base, head_major, *tokens)
 
 
 class _Write(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, block: torch.Tensor, buf: _WriterBuffer, start: int) -> torch.Tensor:
-        k = block.shape[1]
+    def forward(ctx, block: torch.Tensor, buf: _WriterBuffer, start: int, head_major: bool) -> torch.Tensor:
+        k = block.shape[0 if head_major else 1]
         if buf.per_example:
             buf.data[:, start : start + k].copy_(block)
         else:
-            buf.data[start : start + k].copy_(block.transpose(0, 1))
-        ctx.buf, ctx.start, ctx.k = buf, start, k
+            buf.data[start : start + k].copy_(block if head_major else block.transpose(0, 1))
+        ctx.buf, ctx.start, ctx.k, ctx.head_major = buf, start, k, head_major
         return block.new_zeros(())
 
     @staticmethod
     def backward(ctx, _token_grad: torch.Tensor):
         buf, a, b = ctx.buf, ctx.start, ctx.start + ctx.k
         if buf.grad is None or not ctx.needs_input_grad[0]:
-            return None, None, None
-        return (buf.grad[:, a:b] if buf.per_example else buf.grad[a:b].transpose(0, 1)), None, None
+            return None, None, None, None
+        if buf.per_example:
+            return buf.grad[:, a:b], None, None, None
+        return (buf.grad[a:b] if ctx.head_major else buf.grad[a:b].transpose(0, 1)), None, None, None
 
 
 class _Mix(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx, cols: torch.Tensor, buf: _WriterBuffer, n: int, base: torch.Tensor | None, *tokens: torch.Tensor
+        ctx,
+        cols: torch.Tensor,
+        buf: _WriterBuffer,
+        n: int,
+        base: torch.Tensor | None,
+        head_major: bool,
+        *tokens: torch.Tensor,
     ) -> torch.Tensor:
         B, T, D = buf.shape
         delta = buf.rows(buf.data, 0, n)
         ctx.save_for_backward(cols)
-        ctx.buf, ctx.n = buf, n
+        ctx.buf, ctx.n, ctx.head_major = buf, n, head_major
         r = cols.shape[-1]
         if buf.per_example:
             if base is None:
@@ -286,9 +302,11 @@ class _Mix(torch.autograd.Function):
             start = base.reshape(B, 1, T * D).expand(B, r, T * D)
             return torch.baddbmm(start, cols.transpose(1, 2), delta).view(B, r, T, D)
         if base is None:
-            return (cols.t() @ delta).view(r, B, T, D).transpose(0, 1)
-        start = base.reshape(1, B * T * D).expand(r, B * T * D)
-        return torch.addmm(start, cols.t(), delta).view(r, B, T, D).transpose(0, 1)
+            out = (cols.t() @ delta).view(r, B, T, D)
+        else:
+            start = base.reshape(1, B * T * D).expand(r, B * T * D)
+            out = torch.addmm(start, cols.t(), delta).view(r, B, T, D)
+        return out if head_major else out.transpose(0, 1)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
@@ -300,9 +318,9 @@ class _Mix(torch.autograd.Function):
             g = grad_out.reshape(B, -1, T * D)
             grad_cols = torch.bmm(delta, g.transpose(1, 2)) if ctx.needs_input_grad[0] else None
         else:
-            g = grad_out.transpose(0, 1).reshape(-1, B * T * D)  # (r, B*T*D)
+            g = (grad_out if ctx.head_major else grad_out.transpose(0, 1)).reshape(-1, B * T * D)  # (r, B*T*D)
             grad_cols = delta @ g.t() if ctx.needs_input_grad[0] else None
-        if any(ctx.needs_input_grad[4:]):
+        if any(ctx.needs_input_grad[5:]):
             fresh = buf.grad is None
             if fresh:  # the first mix to run backward writes its rows instead of adding to zeros
                 buf.grad = buf.new_grad()
@@ -323,7 +341,7 @@ class _Mix(torch.autograd.Function):
         if ctx.needs_input_grad[3]:
             grad_base = g.sum(1 if buf.per_example else 0).view(B, T, D)
         zero = grad_out.new_zeros(())
-        return (grad_cols, None, None, grad_base, *([zero] * (len(ctx.needs_input_grad) - 4)))
+        return (grad_cols, None, None, grad_base, None, *([zero] * (len(ctx.needs_input_grad) - 5)))
 
 
 @dataclass(frozen=True)
@@ -410,14 +428,27 @@ class DisentangledForward:
         for layer, p in enumerate(self.layers):
             if p.heads:
                 base = ablated.prefix[p.n_in] if ablated is not None else None
-                x = buf.mix(p.live_in, edge_mask[..., : p.live_in, p.q0 : p.m], tokens, base)  # (B, H + 2 KV, T, D)
-                xq, xk, xv = torch.split(x, [H, KV, KV], dim=1)
-                heads = ad.attention(layer, xq, xk, xv, key_mask)  # (B, H, T, D)
-                if len(p.heads) < H:
-                    heads = heads[:, list(p.heads)]
-                if states is not None:
-                    heads = heads - states[[p.n_in + h for h in p.heads]].transpose(0, 1)
-                buf.write(p.live_in, heads * nz[:, p.live_in : p.live_in + len(p.heads)], tokens)
+                cols = edge_mask[..., : p.live_in, p.q0 : p.m]
+                gates = nz[:, p.live_in : p.live_in + len(p.heads)]
+                if buf.per_example:
+                    x = buf.mix(p.live_in, cols, tokens, base)  # (B, H + 2 KV, T, D)
+                    xq, xk, xv = torch.split(x, [H, KV, KV], dim=1)
+                    heads = ad.attention(layer, xq, xk, xv, key_mask)  # (B, H, T, D)
+                    if len(p.heads) < H:
+                        heads = heads[:, list(p.heads)]
+                    if states is not None:
+                        heads = heads - states[[p.n_in + h for h in p.heads]].transpose(0, 1)
+                    buf.write(p.live_in, heads * gates, tokens)
+                else:  # head-major throughout: the product's layout, no transposed copies either way
+                    x = buf.mix(p.live_in, cols, tokens, base, head_major=True)  # (H + 2 KV, B, T, D)
+                    heads = ad.attention_head_major(layer, x, key_mask)  # (H, B, T, D)
+                    if len(p.heads) < H:
+                        heads = heads[list(p.heads)]
+                    if states is not None:
+                        live = list(p.heads)
+                        own = states[p.n_in : p.n_in + H] if len(live) == H else states[[p.n_in + h for h in live]]
+                        heads = heads - own
+                    buf.write(p.live_in, heads * gates.transpose(0, 1), tokens, head_major=True)
             if p.mlp:
                 base = ablated.prefix[p.n_in + H] if ablated is not None else None
                 xm = buf.mix(p.live_mlp, edge_mask[..., : p.live_mlp, p.m : p.m + 1], tokens, base).select(1, 0)

@@ -174,6 +174,30 @@ def test_random_mask_matches_slow_forward(loaded, ablation):
     assert (got - want).abs().max() < TOL
 
 
+def test_head_major_attention_matches_the_batch_major_path(loaded):
+    """The ``transformers`` adapters' own head-major attention (one norm, one batched projection for every
+    reader; Llama with and without grouped-query attention) gives the values and mask gradients of the
+    default path through ``attention``."""
+    from edgeprune.pruning.adapter import ModelAdapter
+
+    _, tok, adapter = loaded
+    ids, corrupted = _inputs(tok, 4)
+    ablated = ablated_states(adapter, "interchange", ids, corrupted)
+    allowed = adapter.graph.allowed_mask()
+    results = []
+    for own in (True, False):
+        if not own:  # the base class's version, through the adapter's batch-major attention
+            adapter.attention_head_major = ModelAdapter.attention_head_major.__get__(adapter)
+        edge = (allowed * torch.rand(allowed.shape, generator=torch.Generator().manual_seed(5))).requires_grad_(True)
+        node = torch.rand(len(adapter.graph.writers), generator=torch.Generator().manual_seed(6)).requires_grad_(True)
+        out = DisentangledForward(adapter).output(ids, edge, node, ablated)
+        out.logsumexp(-1).sum().backward()
+        results.append((out.detach(), edge.grad, node.grad))
+    (o1, e1, n1), (o2, e2, n2) = results
+    assert (o1 - o2).abs().max() < TOL
+    assert torch.allclose(e1, e2, atol=1e-4) and torch.allclose(n1, n2, atol=1e-4) and e1.abs().sum() > 0
+
+
 def test_key_padding_matches_model(loaded):
     model, tok, adapter = loaded
     rows = ["w1 w2 w3 w4 w5", "w6 w7"]

@@ -81,6 +81,25 @@ class GPT2Adapter(HFAdapterBase):
     ) -> torch.Tensor:
         return self._maybe_checkpoint(self._attention_block, layer, xq, xk, xv, key_mask)
 
+    def _attention_head_major_block(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """``attention`` for head-major reader inputs (3H, B, T, D): ``ln_1`` once over all of them, and one
+        batched product with each reader's slice of ``c_attn``; outputs (H, B, T, D)."""
+        block = self.tf.h[layer]
+        r, B, T, D = x.shape
+        H, dh = self.H, self.dh
+        h = block.ln_1(self._in(x)).reshape(r, B * T, D)
+        c_attn = block.attn.c_attn
+        w = c_attn.weight.view(D, 3, H, dh).permute(1, 2, 0, 3).reshape(3 * H, D, dh)
+        y = torch.baddbmm(c_attn.bias.view(3 * H, 1, dh), h, w).view(3, H, B, T, dh).transpose(1, 2)
+        q, k, v = y.unbind(0)  # (B, H, T, dh) each
+        z = self._attend(q, k, v, _scaling(block.attn), key_mask)
+        c_proj = block.attn.c_proj
+        heads = torch.bmm(z.transpose(0, 1).reshape(H, B * T, dh), c_proj.weight.view(H, dh, D))
+        return self._out(heads.view(H, B, T, D) + c_proj.bias / H)
+
+    def attention_head_major(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self._maybe_checkpoint(self._attention_head_major_block, layer, x, key_mask)
+
     def _mlp_block(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         block = self.tf.h[layer]
         return self._out(block.mlp(block.ln_2(self._in(x))))

@@ -85,6 +85,35 @@ class LlamaAdapter(HFAdapterBase):
     ) -> torch.Tensor:
         return self._maybe_checkpoint(self._attention_block, layer, xq, xk, xv, key_mask)
 
+    def _attention_head_major_block(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """``attention`` for head-major reader inputs (H + 2 KV, B, T, D): the norm once over all of them, one
+        batched product with each reader's rows of q/k/v_proj; outputs (H, B, T, D)."""
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        block = self.inner.layers[layer]
+        attn = block.self_attn
+        r, B, T, D = x.shape
+        H, KV, dh = self.H, self.KV, self.dh
+        h = block.input_layernorm(self._in(x)).reshape(r, B * T, D)
+        projs = ((attn.q_proj, H), (attn.k_proj, KV), (attn.v_proj, KV))
+        w = torch.cat([p.weight.view(n, dh, D) for p, n in projs]).transpose(1, 2)  # (r, D, dh)
+        y = torch.bmm(h, w)
+        if attn.q_proj.bias is not None:
+            y = y + torch.cat([p.bias.view(n, 1, dh) for p, n in projs])
+        q, k, v = y.view(r, B, T, dh).transpose(0, 1).split([H, KV, KV], dim=1)  # (B, n, T, dh)
+        position_ids = torch.arange(T, device=self.device)[None]
+        cos, sin = self.inner.rotary_emb(v, position_ids)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        z = self._attend(q, k, v, attn.scaling, key_mask)  # (B, H, T, dh)
+        w_o = attn.o_proj.weight.view(D, H, dh).permute(1, 2, 0)  # (H, dh, D)
+        heads = torch.bmm(z.transpose(0, 1).reshape(H, B * T, dh), w_o).view(H, B, T, D)
+        if attn.o_proj.bias is not None:
+            heads = heads + attn.o_proj.bias / H
+        return self._out(heads)
+
+    def attention_head_major(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self._maybe_checkpoint(self._attention_head_major_block, layer, x, key_mask)
+
     def _mlp_block(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         block = self.inner.layers[layer]
         return self._out(block.mlp(block.post_attention_layernorm(self._in(x))))
