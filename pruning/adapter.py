@@ -81,9 +81,14 @@ class ModelAdapter(ABC):
 
         With ``shared_head_input`` every head reads the residual itself (no per-head copies).
         """
-        outs = list(self.embed(ids))
-        x = torch.stack(outs).sum(0)
+        emb = self.embed(ids)
         H, KV = self.graph.n_heads, self.graph.kv_heads
+        # written in place, writer by writer (one (W, B, T, D) tensor, no stacking copy at the end)
+        out = emb[0].new_empty((len(self.graph.writers), *emb[0].shape))
+        for i, e in enumerate(emb):
+            out[i] = e
+        x = out[: len(emb)].sum(0)
+        w = len(emb)
         for layer in range(self.n_layers):
             if self.shared_head_input:
                 heads = self.attention(layer, x, x, x, key_mask)
@@ -95,12 +100,12 @@ class ModelAdapter(ABC):
                     x.unsqueeze(1).expand(-1, KV, -1, -1),
                     key_mask,
                 )
-            outs.extend(heads.unbind(1))
-            x = x + heads.sum(1)
-            m = self.mlp(layer, x)
-            outs.append(m)
-            x = x + m
-        return torch.stack(outs)
+            out[w : w + H].copy_(heads.transpose(0, 1))
+            x = x + out[w : w + H].sum(0)
+            out[w + H] = self.mlp(layer, x)
+            x = x + out[w + H]
+            w += H + 1
+        return out
 
     @torch.no_grad()
     def full_output(
