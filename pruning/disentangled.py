@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from edgeprune.core.errors import EdgePruneError
 from edgeprune.core.options import check_ablation, is_mean
@@ -439,9 +440,15 @@ class DisentangledForward:
                     if states is not None:
                         heads = heads - states[[p.n_in + h for h in p.heads]].transpose(0, 1)
                     buf.write(p.live_in, heads * gates, tokens)
+                elif getattr(ad, "gradient_checkpointing", False) and torch.is_grad_enabled():
+                    # the layer's reader inputs (H + 2 KV copies of the residual) are the largest saved
+                    # tensors: recompute them with the attention in the backward pass instead of keeping them
+                    heads = checkpoint(
+                        self._reader_heads, buf, layer, p.live_in, cols, base, key_mask, *tokens, use_reentrant=False
+                    )
                 else:  # head-major throughout: the product's layout, no transposed copies either way
-                    x = buf.mix(p.live_in, cols, tokens, base, head_major=True)  # (H + 2 KV, B, T, D)
-                    heads = ad.attention_head_major(layer, x, key_mask)  # (H, B, T, D)
+                    heads = self._reader_heads(buf, layer, p.live_in, cols, base, key_mask, *tokens)  # (H, B, T, D)
+                if not buf.per_example:
                     if len(p.heads) < H:
                         heads = heads[list(p.heads)]
                     if states is not None:
@@ -458,6 +465,31 @@ class DisentangledForward:
                 buf.write(p.live_mlp, y.unsqueeze(1) * nz[:, p.live_mlp : p.live_mlp + 1], tokens)
         base = ablated.prefix[W] if ablated is not None else None
         return buf.mix(self.n_live, edge_mask[..., :, self.out_index : self.out_index + 1], tokens, base).select(1, 0)
+
+    def _reader_heads(
+        self,
+        buf: _WriterBuffer,
+        layer: int,
+        n: int,
+        cols: torch.Tensor,
+        base: torch.Tensor | None,
+        key_mask: torch.Tensor | None,
+        *tokens: torch.Tensor,
+    ) -> torch.Tensor:
+        """A layer's head outputs (H, B, T, D) from its head-major reader inputs, mixed here.  Under a
+        checkpoint this runs again in the backward pass: the buffer's first ``n`` rows are the same then
+        (later blocks write later rows), and the adapter's own checkpointing is off inside, so the block
+        is recomputed once, not twice."""
+        x = buf.mix(n, cols, list(tokens), base, head_major=True)  # (H + 2 KV, B, T, D)
+        ad = self.adapter
+        own = getattr(ad, "gradient_checkpointing", False)
+        if own:
+            ad.gradient_checkpointing = False
+        try:
+            return ad.attention_head_major(layer, x, key_mask)
+        finally:
+            if own:
+                ad.gradient_checkpointing = True
 
     def output(self, ids, edge_mask, node_mask=None, ablated=None, key_mask=None, positions=None) -> torch.Tensor:
         """The task output (logits or values) of the masked model; at ``positions`` (B, K) only when given."""

@@ -213,21 +213,25 @@ def test_key_padding_matches_model(loaded):
     assert torch.equal(adapter.loss_mask(ids, km), real)
 
 
-def test_gradients_reach_masks_with_checkpointing(gpt2_dir):
-    """Gradient checkpointing changes memory, not values: same gradients with and without."""
-    model, tok = load_hf_model(gpt2_dir)
+@pytest.mark.parametrize("which", ["gpt2", "llama"])
+def test_gradients_reach_masks_with_checkpointing(which, gpt2_dir, llama_dir):
+    """Gradient checkpointing (reader inputs and attention recomputed in the backward pass) changes memory,
+    not values: same edge and node gradients with and without, and the adapter's flag is left as it was."""
+    model, tok = load_hf_model(gpt2_dir if which == "gpt2" else llama_dir)
     ids, corrupted = _inputs(tok, 4)
     grads = []
     for ckpt in (False, True):
         adapter = adapter_for(model, gradient_checkpointing=ckpt)
         mask = (adapter.graph.allowed_mask() * 0.7).requires_grad_(True)
+        node = torch.full((len(adapter.graph.writers),), 0.9, requires_grad=True)
         ablated = ablated_states(adapter, "interchange", ids, corrupted)
-        out = DisentangledForward(adapter).output(ids, mask, None, ablated)
+        out = DisentangledForward(adapter).output(ids, mask, node, ablated)
         out.logsumexp(-1).sum().backward()
-        grads.append(mask.grad)
+        grads.append((mask.grad, node.grad))
+        assert adapter.gradient_checkpointing == ckpt
         assert not any(p.requires_grad for p in model.parameters())
-    assert grads[0].abs().sum() > 0
-    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+    assert grads[0][0].abs().sum() > 0
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5) and torch.allclose(grads[0][1], grads[1][1], atol=1e-5)
 
 
 def test_bfloat16_model_runs_with_float32_stream(llama_dir):
