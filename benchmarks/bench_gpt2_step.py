@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from edgeprune.pruning.adapters.hf_loading import adapter_for  # noqa: E402
-from edgeprune.pruning.host_memory import retain_freed_memory  # noqa: E402
+from edgeprune.pruning.host_memory import available, steps_keep_memory  # noqa: E402
 from edgeprune.pruning.train import PruneConfig, PruneData, Pruner  # noqa: E402
 
 
@@ -105,10 +105,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     def plain_step() -> None:
         model.requires_grad_(True)  # the plain baseline trains the weights (a normal fine-tuning step)
-        logits = model(ids).logits.float()[answer]  # the transformers forward reads out at every position
-        loss = torch.nn.functional.kl_div(logits.log_softmax(-1), target, log_target=True, reduction="sum") / len(ids)
-        model.zero_grad(set_to_none=True)
-        loss.backward()
+        with steps_keep_memory():  # the allocator setting the pruning step runs under, so both see the same
+            logits = model(ids).logits.float()[answer]  # the transformers forward reads out at every position
+            loss = torch.nn.functional.kl_div(logits.log_softmax(-1), target, log_target=True, reduction="sum")
+            model.zero_grad(set_to_none=True)
+            (loss / len(ids)).backward()
 
     cuda = args.device.startswith("cuda")
 
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         "edges": g.n_edges,
         "gradient_checkpointing": args.gradient_checkpointing,
         "dtype": args.dtype,
-        "retain_freed_memory": retain_freed_memory(),
+        "steps_keep_freed_memory": available(),
         "masked_step_s": round(masked_s, 4),
         "plain_step_s": round(plain_s, 4),
         "ratio": round(masked_s / plain_s, 2),

@@ -1,43 +1,73 @@
-"""Keep freed host memory in the process, so each training step reuses the pages the last one touched.
+"""Keep freed host memory in the process during training steps, so each step reuses the last one's pages.
 
 Why: a language-model step allocates tensors of tens to hundreds of MB (the reader inputs of a layer,
 the writer buffer, the corrupted run's writer outputs).  glibc serves every allocation above 32 MB with
 a fresh ``mmap`` and returns it to the kernel on free, so every step faults all of them in again: on
 GPT-2-small at batch 8 that was 0.5-0.9 M page faults and 1.5-4 s of kernel time per step on a 6 s
-step.  With ``mmap`` off for the heap and trimming off, freed blocks stay in the heap and the next
-step's same-sized tensors reuse them (no faults after the first step).  The cost: the process keeps
-its peak resident size until it exits.  Linux/glibc only; set ``EDGEPRUNE_RETAIN_FREED_MEMORY=0`` to
-leave the allocator alone.
+step.  Inside :func:`steps_keep_memory` large blocks come from the heap instead (``mmap`` off) and the
+heap is never trimmed, so the next step's same-sized tensors reuse them: no faults after the first step.
+Only training steps run so: outside them (evaluation over the whole data set, whose many chunks would
+fragment a heap that never shrinks, growing with the data) glibc's ``mmap`` is back on.  Linux/glibc only;
+``EDGEPRUNE_RETAIN_FREED_MEMORY=0`` leaves the allocator alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import sys
+from collections.abc import Callable, Iterator
 
-# mallopt parameters (glibc malloc.h)
+# mallopt parameters and glibc's default for the mmap count (malloc.h, malloc/malloc.c)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_DEFAULT_MMAP_MAX = 65536
 
-_done: bool | None = None
+_mallopt: Callable[[int, int], int] | None = None
+_resolved = False
+_depth = 0
 
 
-def retain_freed_memory() -> bool:
-    """Switch glibc's allocator to keep freed memory (once per process); whether it is now on."""
-    global _done
-    if _done is not None:
-        return _done
-    _done = False
+def _resolve() -> Callable[[int, int], int] | None:
+    global _mallopt, _resolved
+    if _resolved:
+        return _mallopt
+    _resolved = True
     if os.environ.get("EDGEPRUNE_RETAIN_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        fn = libc.mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to change
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    # -1 as the trim threshold disables trimming (mallopt(3)); 0 mmaps: large blocks come from the heap
-    _done = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, -1))
-    return _done
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    if not fn(_M_TRIM_THRESHOLD, -1):  # -1: never trim the heap (mallopt(3))
+        return None
+    _mallopt = fn
+    return fn
+
+
+def available() -> bool:
+    """Whether training steps will keep freed memory (glibc on Linux, not switched off)."""
+    return _resolve() is not None
+
+
+@contextlib.contextmanager
+def steps_keep_memory() -> Iterator[None]:
+    """Within the block, large allocations come from the (never trimmed) heap; nested blocks are fine."""
+    global _depth
+    fn = _resolve()
+    if fn is None:
+        yield
+        return
+    if _depth == 0:
+        fn(_M_MMAP_MAX, 0)
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        if _depth == 0:
+            fn(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)

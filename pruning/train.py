@@ -39,7 +39,7 @@ from edgeprune.pruning import objective as obj
 from edgeprune.pruning.adapter import ModelAdapter
 from edgeprune.pruning.disentangled import AblatedStates, DisentangledForward, ablated_states, data_means
 from edgeprune.pruning.hard_concrete import MaskParameters, gate_score
-from edgeprune.pruning.host_memory import retain_freed_memory
+from edgeprune.pruning.host_memory import steps_keep_memory
 from edgeprune.pruning.support_forward import SupportForward, compiled_supports
 from edgeprune.pruning.threshold import extract_circuit
 
@@ -239,8 +239,8 @@ class Pruner:
             live = torch.zeros(len(adapter.graph.writers), dtype=torch.bool)
             live[self.masks.edge_writer] = True
         supports = compiled_supports(adapter) if live is None else None
-        if supports is None and torch.device(getattr(adapter, "device", "cpu")).type == "cpu":
-            retain_freed_memory()  # large per-step tensors on the host: reuse their pages step after step
+        # large per-step tensors on the host: steps reuse their pages instead of faulting them in anew
+        self._keep_memory = supports is None and torch.device(getattr(adapter, "device", "cpu")).type == "cpu"
         # a compiled model's writers have known output directions: mix per direction (same values, far cheaper)
         self.forward: DisentangledForward | SupportForward = (
             SupportForward(adapter, supports) if supports is not None else DisentangledForward(adapter, live)
@@ -362,6 +362,13 @@ class Pruner:
         return torch.randperm(n, generator=self.gen)[: self.cfg.batch_size]
 
     def train_step(self) -> dict:
+        """One step: batch, ablated run, mask sample, masked forward, loss, backward, clip, optimizer."""
+        if self._keep_memory:
+            with steps_keep_memory():
+                return self._train_step()
+        return self._train_step()
+
+    def _train_step(self) -> dict:
         c = self.cfg
         idx = self._batch()
         n_global = len(idx)
