@@ -54,7 +54,9 @@ class ModelAdapter(ABC):
         """Per-head outputs (H, B, T, D) from the layer's reader inputs ``x`` (H + 2 KV, B, T, D) in reader
         order (every q, then every k, then every v).  The engine's layout for masks shared by the batch;
         this default goes through ``attention``, and adapters override it where the transposes cost
-        (the ``transformers`` adapters: one normalisation and one batched projection for every reader)."""
+        (the ``transformers`` adapters: one normalisation and one batched projection for every reader).
+        Overrides do not checkpoint: under gradient checkpointing the engine recomputes this call together
+        with the mixing that makes ``x`` (``DisentangledForward``)."""
         H, KV = self.graph.n_heads, self.graph.kv_heads
         xq, xk, xv = torch.split(x.transpose(0, 1), [H, KV, KV], dim=1)
         return self.attention(layer, xq, xk, xv, key_mask).transpose(0, 1)

@@ -186,9 +186,6 @@ class _BufferPool:
             slots.append((t, weakref.ref(owner)))
         return t
 
-    def clear(self) -> None:
-        self._spare.clear()
-
 
 #: tensors kept per buffer shape: a training forward's data and gradient, plus one forward in flight
 POOL_SLOTS = 3
@@ -478,18 +475,9 @@ class DisentangledForward:
     ) -> torch.Tensor:
         """A layer's head outputs (H, B, T, D) from its head-major reader inputs, mixed here.  Under a
         checkpoint this runs again in the backward pass: the buffer's first ``n`` rows are the same then
-        (later blocks write later rows), and the adapter's own checkpointing is off inside, so the block
-        is recomputed once, not twice."""
+        (later blocks write later rows)."""
         x = buf.mix(n, cols, list(tokens), base, head_major=True)  # (H + 2 KV, B, T, D)
-        ad = self.adapter
-        own = getattr(ad, "gradient_checkpointing", False)
-        if own:
-            ad.gradient_checkpointing = False
-        try:
-            return ad.attention_head_major(layer, x, key_mask)
-        finally:
-            if own:
-                ad.gradient_checkpointing = True
+        return self.adapter.attention_head_major(layer, x, key_mask)
 
     def output(self, ids, edge_mask, node_mask=None, ablated=None, key_mask=None, positions=None) -> torch.Tensor:
         """The task output (logits or values) of the masked model; at ``positions`` (B, K) only when given."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -25,16 +26,12 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _DEFAULT_MMAP_MAX = 65536
 
-_mallopt: Callable[[int, int], int] | None = None
-_resolved = False
 _depth = 0
 
 
+@functools.cache
 def _resolve() -> Callable[[int, int], int] | None:
-    global _mallopt, _resolved
-    if _resolved:
-        return _mallopt
-    _resolved = True
+    """glibc's ``mallopt``, with trimming switched off (once per process); None where it is unavailable."""
     if os.environ.get("EDGEPRUNE_RETAIN_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
         return None
     try:
@@ -45,7 +42,6 @@ def _resolve() -> Callable[[int, int], int] | None:
     fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     if not fn(_M_TRIM_THRESHOLD, -1):  # -1: never trim the heap (mallopt(3))
         return None
-    _mallopt = fn
     return fn
 
 

@@ -81,7 +81,7 @@ class GPT2Adapter(HFAdapterBase):
     ) -> torch.Tensor:
         return self._maybe_checkpoint(self._attention_block, layer, xq, xk, xv, key_mask)
 
-    def _attention_head_major_block(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    def attention_head_major(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``attention`` for head-major reader inputs (3H, B, T, D): ``ln_1`` once over all of them, and one
         batched product with each reader's slice of ``c_attn``; outputs (H, B, T, D)."""
         block = self.tf.h[layer]
@@ -96,9 +96,6 @@ class GPT2Adapter(HFAdapterBase):
         c_proj = block.attn.c_proj
         heads = torch.bmm(z.transpose(0, 1).reshape(H, B * T, dh), c_proj.weight.view(H, dh, D))
         return self._out(heads.view(H, B, T, D) + c_proj.bias / H)
-
-    def attention_head_major(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self._maybe_checkpoint(self._attention_head_major_block, layer, x, key_mask)
 
     def _mlp_block(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         block = self.tf.h[layer]

@@ -85,7 +85,7 @@ class LlamaAdapter(HFAdapterBase):
     ) -> torch.Tensor:
         return self._maybe_checkpoint(self._attention_block, layer, xq, xk, xv, key_mask)
 
-    def _attention_head_major_block(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    def attention_head_major(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``attention`` for head-major reader inputs (H + 2 KV, B, T, D): the norm once over all of them, one
         batched product with each reader's rows of q/k/v_proj; outputs (H, B, T, D)."""
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
@@ -110,9 +110,6 @@ class LlamaAdapter(HFAdapterBase):
         if attn.o_proj.bias is not None:
             heads = heads + attn.o_proj.bias / H
         return self._out(heads)
-
-    def attention_head_major(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self._maybe_checkpoint(self._attention_head_major_block, layer, x, key_mask)
 
     def _mlp_block(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         block = self.inner.layers[layer]
