@@ -70,7 +70,7 @@ def test_pruning_confined_to_low_scoring_edges_stays_there():
     pruner = Pruner(ad, data, cfg, edge_subset=worst)
     circuit = pruner.run(progress=False).circuit
     assert set(circuit.edges) <= set(worst)
-    assert pruner.masks.graph.edges == worst or set(pruner.masks.graph.edges) == set(worst)  # masks only there
+    assert set(pruner.masks.graph.edges) == set(worst)  # masks only there
     if not circuit.edges:  # the lowest-ranked edges need not connect an embedding to out: the cut says so
         assert "connect" in circuit.meta.get("cut_note", ""), circuit.meta
 
