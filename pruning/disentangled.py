@@ -7,7 +7,7 @@ set: ``writer_means``).  Rewritten as
 the ablated writers, computed once per batch; the second is ONE matrix product
 per reader group (a layer's q/k/v readers together, its MLP, ``out``) between the
 stacked writer deltas (n_writers_so_far, B*T*D) and that group's mask columns.
-Node masks scale a writer's delta, so the effective edge mask is ``z_wr * z_w``.
+Node masks scale a writer's mask row, so the effective edge mask is ``z_wr * z_w``.
 The deltas live in one preallocated buffer written in place (``_WriterBuffer``).
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -192,15 +193,16 @@ POOL_SLOTS = 3
 
 
 class _WriterBuffer:
-    """Every writer's delta ``z_w (y_w - y~_w)`` in ONE preallocated tensor, written in place.
+    """Every writer's delta ``y_w - y~_w`` in ONE preallocated tensor, written in place.
 
     Why: concatenating the growing writer stack at every reader group copies it again each
     time and keeps every copy alive for the backward pass (quadratic in the depth).  Here each
-    block is written once; ``_Mix`` reads the first ``n`` writers (slices written later never
+    block is written once; ``_Mix`` reads a range of writers (slices written later never
     change them), and gradients for the writers accumulate into one buffer that each
     ``_Write`` hands back to its block.  Autograd's order is kept by tokens: every mix takes the
     token of every block it reads, so a block's gradient is complete before its ``_Write``
-    backward runs.
+    backward runs.  Node masks are not applied here: they scale the mask columns instead
+    (``z_wr z_w``), a (W, R) product rather than a pass over every block.
 
     Layout: writer-major (W, B, T, D) for a mask shared by the batch: one GEMM per reader group,
     and its (r, B, T, D) output is head-major, the order the per-head projections read.  With
@@ -215,13 +217,10 @@ class _WriterBuffer:
         self.pool = pool
         self.data = pool.take(like, self.full, self) if pool is not None else like.new_empty(self.full)
         self.grad: torch.Tensor | None = None
+        self.grad_from = n_writers  # rows grad_from.. of ``grad`` hold values; rows before it are unwritten
         # the ordering tokens live with the caller, not here: the autograd nodes hold this buffer,
         # and a buffer holding their outputs would make a cycle through C++ nodes that is never
         # freed (about 1.5 MB leaked per training step on a compiled program)
-
-    def new_grad(self) -> torch.Tensor:
-        """An uninitialised tensor shaped like the buffer, for its gradient (the caller fills it)."""
-        return self.pool.take(self.data, self.full, self) if self.pool is not None else torch.empty_like(self.data)
 
     def rows(self, t: torch.Tensor, a: int, b: int) -> torch.Tensor:
         """Writers a..b of a buffer-shaped tensor, flattened to (n, B*T*D) or (B, n, T*D)."""
@@ -230,10 +229,55 @@ class _WriterBuffer:
             return t[:, a:b].reshape(B, b - a, T * D)
         return t[a:b].view(b - a, B * T * D)
 
-    def write(self, start: int, block: torch.Tensor, tokens: list[torch.Tensor], head_major: bool = False) -> None:
+    def grad_rows(self, a: int) -> torch.Tensor:
+        """The gradient buffer with rows a.. holding values: rows never accumulated into are zeroed.
+
+        Why lazily: the mixes run backward from the last reader group to the first and each writes
+        (rather than adds to) the rows no later group reached, so most rows are never zero-filled."""
+        if self.grad is None:
+            self.grad = (
+                self.pool.take(self.data, self.full, self) if self.pool is not None else torch.empty_like(self.data)
+            )
+        if a < self.grad_from:
+            self.rows(self.grad, a, self.grad_from).zero_()
+            self.grad_from = a
+        return self.grad
+
+    def accumulate(self, a: int, n: int, cols: torch.Tensor, g: torch.Tensor) -> None:
+        """Adds ``cols @ g`` (the mix's gradient for writers a..n) into the gradient rows, writing
+        instead of adding where no earlier backward reached."""
+        if self.grad is None or n < self.grad_from:
+            self.grad_rows(n)
+        assert self.grad is not None
+        fresh_to = max(a, min(n, self.grad_from))  # rows a..fresh_to are unwritten: product written there
+        for lo, hi, add in ((a, fresh_to, False), (fresh_to, n, True)):
+            if hi <= lo:
+                continue
+            dst = self.rows(self.grad, lo, hi)
+            part = cols[..., lo - a : hi - a, :]
+            if self.per_example:
+                if add:
+                    dst.baddbmm_(part, g)
+                else:
+                    dst.copy_(torch.bmm(part, g))
+            elif add:
+                dst.addmm_(part, g)
+            else:
+                torch.mm(part, g, out=dst)
+        self.grad_from = min(self.grad_from, a)
+
+    def write(
+        self,
+        start: int,
+        block: torch.Tensor,
+        tokens: list[torch.Tensor],
+        head_major: bool = False,
+        minus: torch.Tensor | None = None,
+    ) -> None:
         """``block`` (B, k, T, D), or (k, B, T, D) with ``head_major`` (shared masks only), becomes writers
-        start..start+k; its ordering token joins ``tokens``."""
-        tokens.append(_Write.apply(block, self, start, head_major))
+        start..start+k; its ordering token joins ``tokens``.  ``minus`` (k, B, T, D), no gradient: the
+        ablated outputs, subtracted on the way in (one pass, no separate delta tensor)."""
+        tokens.append(_Write.apply(block, self, start, head_major, minus))
 
     def mix(
         self,
@@ -242,29 +286,47 @@ class _WriterBuffer:
         tokens: list[torch.Tensor],
         base: torch.Tensor | None = None,
         head_major: bool = False,
+        first: int = 0,
     ) -> torch.Tensor:
-        """(B, r, T, D) reader inputs from the first ``n`` writers; ``cols`` (n, r) shared or (B, n, r).
-        ``head_major`` (shared masks only): (r, B, T, D) instead, the product's own layout, contiguous.
-        ``base`` (B, T, D), no gradient: added to every reader's input inside the same product (the
-        ablated prefix sum).  With ``n`` 0 (no live writer before the group) the input is ``base``
-        alone (zeros without one)."""
-        if n == 0:
+        """(B, r, T, D) reader inputs from writers ``first``..``n``; ``cols`` (n - first, r) shared or
+        (B, n - first, r).  ``head_major`` (shared masks only): (r, B, T, D) instead, the product's own
+        layout, contiguous.  ``base`` (B, T, D): added to every reader's input inside the same product
+        (the ablated prefix sum, or a partial sum of the earlier writers, which carries a gradient).
+        With no writer in the range the input is ``base`` alone (zeros without one)."""
+        if n <= first:
             B, T, D = self.shape
             r = cols.shape[-1]
             if base is None:
                 return self.data.new_zeros((r, B, T, D) if head_major else (B, r, T, D))
             return base.unsqueeze(0).expand(r, B, T, D) if head_major else base.unsqueeze(1).expand(B, r, T, D)
-        return _Mix.apply(cols, self, n, base, head_major, *tokens)
+        return _Mix.apply(cols, self, first, n, base, head_major, 0, *tokens)
+
+    def mix_split(
+        self, n: int, cols: torch.Tensor, tokens: list[torch.Tensor], base: torch.Tensor | None, split: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mix`` head-major (shared masks, ``n`` > 0) as two tensors: readers ..split and split.. .
+
+        Why two outputs of one product: autograd's gradient of a slice is a zero-filled tensor of
+        the whole product, and two slices' gradients are added into it; separate outputs hand
+        their gradients over as they are, and the backward joins them with one copy."""
+        return _Mix.apply(cols, self, 0, n, base, True, split, *tokens)
 
 
 class _Write(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, block: torch.Tensor, buf: _WriterBuffer, start: int, head_major: bool) -> torch.Tensor:
+    def forward(
+        ctx, block: torch.Tensor, buf: _WriterBuffer, start: int, head_major: bool, minus: torch.Tensor | None
+    ) -> torch.Tensor:
         k = block.shape[0 if head_major else 1]
         if buf.per_example:
-            buf.data[:, start : start + k].copy_(block)
+            dst, src = buf.data[:, start : start + k], block
+            other = None if minus is None else minus.transpose(0, 1)
         else:
-            buf.data[start : start + k].copy_(block if head_major else block.transpose(0, 1))
+            dst, src, other = buf.data[start : start + k], (block if head_major else block.transpose(0, 1)), minus
+        if other is None:
+            dst.copy_(src)
+        else:
+            torch.sub(src, other, out=dst)
         ctx.buf, ctx.start, ctx.k, ctx.head_major = buf, start, k, head_major
         return block.new_zeros(())
 
@@ -272,10 +334,11 @@ class _Write(torch.autograd.Function):
     def backward(ctx, _token_grad: torch.Tensor):
         buf, a, b = ctx.buf, ctx.start, ctx.start + ctx.k
         if buf.grad is None or not ctx.needs_input_grad[0]:
-            return None, None, None, None
+            return None, None, None, None, None
+        grad = buf.grad_rows(a)
         if buf.per_example:
-            return buf.grad[:, a:b], None, None, None
-        return (buf.grad[a:b] if ctx.head_major else buf.grad[a:b].transpose(0, 1)), None, None, None
+            return grad[:, a:b], None, None, None, None
+        return (grad[a:b] if ctx.head_major else grad[a:b].transpose(0, 1)), None, None, None, None
 
 
 class _Mix(torch.autograd.Function):
@@ -284,15 +347,17 @@ class _Mix(torch.autograd.Function):
         ctx,
         cols: torch.Tensor,
         buf: _WriterBuffer,
+        first: int,
         n: int,
         base: torch.Tensor | None,
         head_major: bool,
+        split: int,
         *tokens: torch.Tensor,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         B, T, D = buf.shape
-        delta = buf.rows(buf.data, 0, n)
+        delta = buf.rows(buf.data, first, n)
         ctx.save_for_backward(cols)
-        ctx.buf, ctx.n, ctx.head_major = buf, n, head_major
+        ctx.buf, ctx.first, ctx.n, ctx.head_major, ctx.split = buf, first, n, head_major, split
         r = cols.shape[-1]
         if buf.per_example:
             if base is None:
@@ -304,42 +369,37 @@ class _Mix(torch.autograd.Function):
         else:
             start = base.reshape(1, B * T * D).expand(r, B * T * D)
             out = torch.addmm(start, cols.t(), delta).view(r, B, T, D)
+        if split:
+            return out[:split], out[split:]
         return out if head_major else out.transpose(0, 1)
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
+    def backward(ctx, grad_out: torch.Tensor, grad_rest: torch.Tensor | None = None):
         (cols,) = ctx.saved_tensors
-        buf, n = ctx.buf, ctx.n
+        buf, first, n = ctx.buf, ctx.first, ctx.n
         B, T, D = buf.shape
-        delta = buf.rows(buf.data, 0, n)
+        if ctx.split:  # the two outputs' gradients, joined (one copy) for the products below
+            joined = grad_out.new_empty((cols.shape[-1], B, T, D))
+            joined[: ctx.split].copy_(grad_out)
+            if grad_rest is None:
+                joined[ctx.split :].zero_()
+            else:
+                joined[ctx.split :].copy_(grad_rest)
+            grad_out = joined
+        delta = buf.rows(buf.data, first, n)
         if buf.per_example:
             g = grad_out.reshape(B, -1, T * D)
             grad_cols = torch.bmm(delta, g.transpose(1, 2)) if ctx.needs_input_grad[0] else None
         else:
             g = (grad_out if ctx.head_major else grad_out.transpose(0, 1)).reshape(-1, B * T * D)  # (r, B*T*D)
             grad_cols = delta @ g.t() if ctx.needs_input_grad[0] else None
-        if any(ctx.needs_input_grad[5:]):
-            fresh = buf.grad is None
-            if fresh:  # the first mix to run backward writes its rows instead of adding to zeros
-                buf.grad = buf.new_grad()
-                total = buf.full[1] if buf.per_example else buf.full[0]
-                if n < total:
-                    (buf.grad[:, n:] if buf.per_example else buf.grad[n:]).zero_()
-            acc = buf.rows(buf.grad, 0, n)
-            if buf.per_example:
-                if fresh:
-                    acc.copy_(torch.bmm(cols, g))
-                else:
-                    acc.baddbmm_(cols, g)
-            elif fresh:
-                torch.mm(cols, g, out=acc)
-            else:
-                acc.addmm_(cols, g)
+        if any(ctx.needs_input_grad[7:]):
+            buf.accumulate(first, n, cols, g)
         grad_base = None
-        if ctx.needs_input_grad[3]:
+        if ctx.needs_input_grad[4]:
             grad_base = g.sum(1 if buf.per_example else 0).view(B, T, D)
         zero = grad_out.new_zeros(())
-        return (grad_cols, None, None, grad_base, None, *([zero] * (len(ctx.needs_input_grad) - 5)))
+        return (grad_cols, None, None, None, grad_base, None, None, *([zero] * (len(ctx.needs_input_grad) - 7)))
 
 
 @dataclass(frozen=True)
@@ -389,6 +449,9 @@ class DisentangledForward:
             heads = tuple(h for h in range(H) if live[n_in + h])
             self.layers.append(_LayerPlan(n_in, q0, m, before[n_in], heads, before[n_in + H], bool(live[n_in + H])))
         self.out_index = g.reader_index["out"]
+        # out's mix folds into the product of the last layer with a live head (see ``__call__``)
+        with_heads = [layer for layer, p in enumerate(self.layers) if p.heads]
+        self.fold_out_layer = with_heads[-1] if with_heads else -1
         self.pool = _BufferPool()
 
     def __call__(
@@ -400,68 +463,90 @@ class DisentangledForward:
         key_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``edge_mask`` is dense (W, R) (zeros outside allowed edges) or per example (B, W, R);
-        ``node_mask`` (W,) or (B, W), or None for all ones."""
+        ``node_mask`` (W,) or (B, W), or None for all ones.
+
+        A layer's MLP, and ``out`` at the last layer with live heads, read most of their writers
+        through the layer's attention product: their mask columns join it (the part over the
+        writers before the layer), and their own mix adds only the layer's heads on top.  Why: a
+        one-reader mix reads every earlier writer for one output, a pass over the buffer forward
+        and two backward; inside the attention product it costs one more output row."""
         g, ad = self.graph, self.adapter
         H, KV = g.n_heads, g.kv_heads
-        W = len(g.writers)
-        if node_mask is None:
-            node_mask = edge_mask.new_ones(W)
-        # node gates broadcast over the writer axis of (B, k, T, D) blocks
-        nz = node_mask[None, :, None, None] if node_mask.dim() == 1 else node_mask[:, :, None, None]
+        n_attn = H + 2 * KV
         states = ablated.states if ablated is not None else None
 
         emb = torch.stack(ad.embed(ids), 1)  # (B, n_emb, T, D)
-        # masks may live on another device than the model (e.g. on the CPU with the optimizer); .to keeps gradients
-        edge_mask, nz = edge_mask.to(emb.device), nz.to(emb.device)
+        # the node gates scale their writers' rows of the mask (the effective edge mask z_wr z_w); masks
+        # may live on another device than the model (e.g. on the CPU with the optimizer); .to keeps gradients
+        cols = edge_mask
+        if node_mask is not None:
+            cols = cols * (node_mask[:, None] if node_mask.dim() == 1 else node_mask[:, :, None])
+        cols = cols.to(emb.device)
         if self.sparse:  # rows of live writers only, in writer order: buffer slot i holds live writer i
-            idx = self.live_idx.to(emb.device)
-            edge_mask, nz = edge_mask.index_select(-2, idx), nz.index_select(1, idx)
-        if states is not None:
-            emb = emb - states[: self.n_emb].transpose(0, 1)
-        buf = _WriterBuffer(emb, self.n_live, per_example=edge_mask.dim() == 3, pool=self.pool)
+            cols = cols.index_select(-2, self.live_idx.to(emb.device))
+        per_example = cols.dim() == 3
+        buf = _WriterBuffer(emb, self.n_live, per_example=per_example, pool=self.pool)
         tokens: list[torch.Tensor] = []
-        n_emb = len(self.live_emb)
-        if n_emb:
-            buf.write(0, (emb if n_emb == self.n_emb else emb[:, self.live_emb]) * nz[:, :n_emb], tokens)
+        if self.live_emb:
+            all_emb = len(self.live_emb) == self.n_emb
+            own = None if states is None else (states[: self.n_emb] if all_emb else states[self.live_emb])
+            buf.write(0, emb if all_emb else emb[:, self.live_emb], tokens, minus=own)
+        out_part: torch.Tensor | None = None  # out's sum over the writers before ``fold_out_layer``
         for layer, p in enumerate(self.layers):
+            mlp_part: torch.Tensor | None = None
             if p.heads:
+                fold = [] if per_example else self._folded(layer, p, n_attn)
+                c = _columns(cols, p.live_in, p.q0, p.m, fold)
                 base = ablated.prefix[p.n_in] if ablated is not None else None
-                cols = edge_mask[..., : p.live_in, p.q0 : p.m]
-                gates = nz[:, p.live_in : p.live_in + len(p.heads)]
-                if buf.per_example:
-                    x = buf.mix(p.live_in, cols, tokens, base)  # (B, H + 2 KV, T, D)
+                partials: list[torch.Tensor] = []
+                if per_example:
+                    x = buf.mix(p.live_in, c, tokens, base)  # (B, H + 2 KV, T, D)
                     xq, xk, xv = torch.split(x, [H, KV, KV], dim=1)
                     heads = ad.attention(layer, xq, xk, xv, key_mask)  # (B, H, T, D)
                     if len(p.heads) < H:
                         heads = heads[:, list(p.heads)]
-                    if states is not None:
-                        heads = heads - states[[p.n_in + h for h in p.heads]].transpose(0, 1)
-                    buf.write(p.live_in, heads * gates, tokens)
-                elif getattr(ad, "gradient_checkpointing", False) and torch.is_grad_enabled():
-                    # the layer's reader inputs (H + 2 KV copies of the residual) are the largest saved
-                    # tensors: recompute them with the attention in the backward pass instead of keeping them
-                    heads = checkpoint(
-                        self._reader_heads, buf, layer, p.live_in, cols, base, key_mask, *tokens, use_reentrant=False
-                    )
                 else:  # head-major throughout: the product's layout, no transposed copies either way
-                    heads = self._reader_heads(buf, layer, p.live_in, cols, base, key_mask, *tokens)  # (H, B, T, D)
-                if not buf.per_example:
+                    run = partial(self._reader_heads, buf, layer, p.live_in, c, base, key_mask, n_attn if fold else 0)
+                    if getattr(ad, "gradient_checkpointing", False) and torch.is_grad_enabled():
+                        # the layer's reader inputs (H + 2 KV copies of the residual) are the largest saved
+                        # tensors: recompute them with the attention in the backward pass instead of keeping them
+                        heads, *partials = checkpoint(run, *tokens, use_reentrant=False)
+                    else:
+                        heads, *partials = run(*tokens)  # (H, B, T, D)
                     if len(p.heads) < H:
                         heads = heads[list(p.heads)]
-                    if states is not None:
-                        live = list(p.heads)
-                        own = states[p.n_in : p.n_in + H] if len(live) == H else states[[p.n_in + h for h in live]]
-                        heads = heads - own
-                    buf.write(p.live_in, heads * gates.transpose(0, 1), tokens, head_major=True)
-            if p.mlp:
-                base = ablated.prefix[p.n_in + H] if ablated is not None else None
-                xm = buf.mix(p.live_mlp, edge_mask[..., : p.live_mlp, p.m : p.m + 1], tokens, base).select(1, 0)
-                y = ad.mlp(layer, xm)
+                own = None
                 if states is not None:
-                    y = y - states[p.n_in + H]
-                buf.write(p.live_mlp, y.unsqueeze(1) * nz[:, p.live_mlp : p.live_mlp + 1], tokens)
-        base = ablated.prefix[W] if ablated is not None else None
-        return buf.mix(self.n_live, edge_mask[..., :, self.out_index : self.out_index + 1], tokens, base).select(1, 0)
+                    live = list(p.heads)
+                    own = states[p.n_in : p.n_in + H] if len(live) == H else states[[p.n_in + h for h in live]]
+                buf.write(p.live_in, heads, tokens, head_major=not per_example, minus=own)
+                if partials and p.mlp:
+                    mlp_part = partials.pop(0)
+                if partials:
+                    out_part = partials.pop()
+            if p.mlp:
+                col = cols[..., :, p.m : p.m + 1]
+                if mlp_part is not None:  # the layer's heads on top of the partial sum over the writers before them
+                    base = (
+                        mlp_part
+                        if ablated is None
+                        else mlp_part + (ablated.prefix[p.n_in + H] - ablated.prefix[p.n_in])
+                    )
+                    xm = buf.mix(p.live_mlp, col[..., p.live_in : p.live_mlp, :], tokens, base, first=p.live_in)
+                else:
+                    base = ablated.prefix[p.n_in + H] if ablated is not None else None
+                    xm = buf.mix(p.live_mlp, col[..., : p.live_mlp, :], tokens, base)
+                y = ad.mlp(layer, xm.select(1, 0))
+                own = None if states is None else states[p.n_in + H : p.n_in + H + 1]
+                buf.write(p.live_mlp, y.unsqueeze(1), tokens, minus=own)
+        col = cols[..., :, self.out_index : self.out_index + 1]
+        if out_part is not None:
+            first = self.layers[self.fold_out_layer].live_in
+            L = self.layers[self.fold_out_layer].n_in
+            base = out_part if ablated is None else out_part + (ablated.prefix[len(g.writers)] - ablated.prefix[L])
+            return buf.mix(self.n_live, col[..., first:, :], tokens, base, first=first).select(1, 0)
+        base = ablated.prefix[len(g.writers)] if ablated is not None else None
+        return buf.mix(self.n_live, col, tokens, base).select(1, 0)
 
     def _reader_heads(
         self,
@@ -471,14 +556,36 @@ class DisentangledForward:
         cols: torch.Tensor,
         base: torch.Tensor | None,
         key_mask: torch.Tensor | None,
+        n_attn: int,
         *tokens: torch.Tensor,
-    ) -> torch.Tensor:
-        """A layer's head outputs (H, B, T, D) from its head-major reader inputs, mixed here.  Under a
-        checkpoint this runs again in the backward pass: the buffer's first ``n`` rows are the same then
-        (later blocks write later rows)."""
-        x = buf.mix(n, cols, list(tokens), base, head_major=True)  # (H + 2 KV, B, T, D)
-        return self.adapter.attention_head_major(layer, x, key_mask)
+    ) -> tuple[torch.Tensor, ...]:
+        """A layer's head outputs (H, B, T, D) from its head-major reader inputs, mixed here, then the
+        partial sums (B, T, D) of the readers folded into the product after its first ``n_attn`` columns
+        (none for ``n_attn`` 0).  Under a checkpoint this runs again in the backward pass: the buffer's
+        first ``n`` rows are the same then (later blocks write later rows)."""
+        if not n_attn:
+            x = buf.mix(n, cols, list(tokens), base, head_major=True)  # (H + 2 KV, B, T, D)
+            return (self.adapter.attention_head_major(layer, x, key_mask),)
+        x, folded = buf.mix_split(n, cols, list(tokens), base, n_attn)
+        return (self.adapter.attention_head_major(layer, x, key_mask), *folded.unbind(0))
+
+    def _folded(self, layer: int, p: _LayerPlan, n_attn: int) -> list[int]:
+        """Readers whose mix over the writers before ``layer`` joins that layer's attention product: its
+        MLP, and ``out`` at ``fold_out_layer``.  Only where the layer reads at least as many writers as
+        its product has columns: joining the gradients costs a copy of those columns' rows, and below
+        that the one-reader mixes read fewer."""
+        fold = ([p.m] if p.mlp else []) + ([self.out_index] if layer == self.fold_out_layer else [])
+        return fold if p.live_in >= n_attn + len(fold) else []
 
     def output(self, ids, edge_mask, node_mask=None, ablated=None, key_mask=None, positions=None) -> torch.Tensor:
         """The task output (logits or values) of the masked model; at ``positions`` (B, K) only when given."""
         return self.adapter.readout(at_positions(self(ids, edge_mask, node_mask, ablated, key_mask), positions))
+
+
+def _columns(cols: torch.Tensor, n: int, q0: int, m: int, fold: list[int]) -> torch.Tensor:
+    """Mask columns of a layer's attention readers (q0..m) and of the readers ``fold`` folded into
+    its product, over the first ``n`` writers: a slice when they are contiguous (the MLP ``m`` and
+    then ``out`` follow the last layer's readers), else gathered."""
+    if fold == list(range(m, m + len(fold))):
+        return cols[..., :n, q0 : m + len(fold)]
+    return torch.cat([cols[..., :n, q0:m], cols[..., :n, fold]], -1)

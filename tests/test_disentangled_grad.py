@@ -77,3 +77,51 @@ def test_mask_gradients_match_plain_autograd(per_example, ablation):
     assert ge_slow.abs().max() > 0 and gn_slow.abs().max() > 0
     torch.testing.assert_close(ge_fast * allowed, ge_slow * allowed, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(gn_fast, gn_slow, atol=1e-4, rtol=1e-4)
+
+
+def _folded_layers(fwd: DisentangledForward) -> list[int]:
+    g = fwd.graph
+    return [
+        layer for layer, p in enumerate(fwd.layers) if p.heads and fwd._folded(layer, p, g.n_heads + 2 * g.kv_heads)
+    ]
+
+
+@pytest.mark.parametrize("which", ["gpt2", "llama"])
+@pytest.mark.parametrize("ablation", ["zero", "interchange", "mean"])
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_folded_mixes_give_the_unfolded_values_and_gradients(which, ablation, checkpointing, monkeypatch):
+    """A layer's MLP and ``out`` mixed partly inside the layer's attention product (shared masks) give the
+    values and edge/node gradients of their own full mixes, under every ablation and with checkpointing."""
+    from edgeprune.pruning.adapters.hf_loading import adapter_for
+    from edgeprune.pruning.disentangled import data_means
+    from tests.hf_helpers import tiny_gpt2, tiny_llama
+
+    model = (
+        tiny_gpt2(40, n_layer=4, n_head=2, n_embd=16) if which == "gpt2" else tiny_llama(40, 2, 1, layers=4, hidden=16)
+    )
+    model = model.eval().requires_grad_(False)
+    ad = adapter_for(model, gradient_checkpointing=checkpointing, freeze=True)
+    g = ad.graph
+    gen = torch.Generator().manual_seed(3)
+    ids, corr = torch.randint(0, 40, (3, 6), generator=gen), torch.randint(0, 40, (3, 6), generator=gen)
+    means = data_means(ad, type("Data", (), {"ids": corr, "key_mask": None})(), ablation)
+    ablated = ablated_states(ad, ablation, ids, corr, means=means)
+    allowed = g.allowed_mask()
+    results = []
+    for fold in (True, False):
+        fwd = DisentangledForward(ad)
+        if fold:
+            assert _folded_layers(fwd), "the test model must be deep enough for a layer to fold"
+        else:
+            monkeypatch.setattr(fwd, "_folded", lambda *a: [])
+            assert not _folded_layers(fwd)
+        edge = (torch.rand(allowed.shape, generator=torch.Generator().manual_seed(5)) * allowed).requires_grad_(True)
+        node = torch.rand(len(g.writers), generator=torch.Generator().manual_seed(6)).requires_grad_(True)
+        out = fwd.output(ids, edge, node, ablated)
+        out.logsumexp(-1).sum().backward()
+        results.append((out.detach(), edge.grad, node.grad))
+    (o1, e1, n1), (o2, e2, n2) = results
+    assert e2.abs().sum() > 0 and n2.abs().sum() > 0
+    torch.testing.assert_close(o1, o2, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(e1 * allowed, e2 * allowed, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(n1, n2, atol=1e-5, rtol=1e-4)
