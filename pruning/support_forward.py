@@ -97,11 +97,13 @@ class SupportForward:
         H = g.n_heads
         W = len(g.writers)
         per_example = edge_mask.dim() == 3
-        if node_mask is None:
-            node_mask = edge_mask.new_ones(W)
+        if (
+            node_mask is not None
+        ):  # the node gates scale their writers' mask rows (z_wr z_w), as DisentangledForward does
+            edge_mask = edge_mask * (node_mask[:, None] if node_mask.dim() == 1 else node_mask[:, :, None])
         states = ablated.states if ablated is not None else None
         emb = torch.stack(ad.embed(ids), 1)  # (B, n_emb, T, D)
-        edge_mask, node_mask = edge_mask.to(emb.device), node_mask.to(emb.device)
+        edge_mask = edge_mask.to(emb.device)
         if states is not None:
             emb = emb - states[: self.n_emb].transpose(0, 1)
         # the mask at each direction's owner: (B, D, R) or (D, R); extra columns (B, E, R) or (E, R)
@@ -110,9 +112,6 @@ class SupportForward:
         m0 = padded.index_select(-2, owner)
         mE = padded.index_select(-2, self.extra_owner.to(emb.device)) if len(extra_dim) else None
         res: list[torch.Tensor | None] = [None, None]  # running residual of deltas (B, T, D), extra (B, T, E)
-
-        def gate(w: int) -> torch.Tensor:
-            return node_mask[w] if node_mask.dim() == 1 else node_mask[:, w, None, None]
 
         def write(w: int, delta: torch.Tensor) -> None:
             sel = self.select[w]
@@ -135,7 +134,7 @@ class SupportForward:
             return x
 
         for i in range(self.n_emb):
-            write(i, emb[:, i] * gate(i))
+            write(i, emb[:, i])
         KV = g.kv_heads
         for layer, (n_in, q0, m) in enumerate(self.layers):
             x = mix(q0, m)
@@ -146,14 +145,14 @@ class SupportForward:
             if states is not None:
                 heads = heads - states[n_in : n_in + H].transpose(0, 1)
             for h in range(H):
-                write(n_in + h, heads[:, h] * gate(n_in + h))
+                write(n_in + h, heads[:, h])
             xm = mix(m, m + 1).select(1, 0)
             if ablated is not None:
                 xm = xm + ablated.prefix[n_in + H]
             y = ad.mlp(layer, xm)
             if states is not None:
                 y = y - states[n_in + H]
-            write(n_in + H, y * gate(n_in + H))
+            write(n_in + H, y)
         x = mix(self.out_index, self.out_index + 1).select(1, 0)
         if ablated is not None:
             x = x + ablated.prefix[W]
