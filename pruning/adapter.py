@@ -61,6 +61,21 @@ class ModelAdapter(ABC):
         xq, xk, xv = torch.split(x.transpose(0, 1), [H, KV, KV], dim=1)
         return self.attention(layer, xq, xk, xv, key_mask).transpose(0, 1)
 
+    def attention_of_residual(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-head outputs (H, B, T, D) of the plain model, every reader reading the residual ``x`` (B, T, D):
+        the corrupted run's attention.  This default goes through ``attention`` (with the residual itself as
+        every head's input where ``shared_head_input``); adapters override it with the block's own fused
+        projection where that is cheaper."""
+        H, KV = self.graph.n_heads, self.graph.kv_heads
+        if self.shared_head_input:
+            heads = self.attention(layer, x, x, x, key_mask)
+        else:
+            per = x.unsqueeze(1)
+            heads = self.attention(
+                layer, per.expand(-1, H, -1, -1), per.expand(-1, KV, -1, -1), per.expand(-1, KV, -1, -1), key_mask
+            )
+        return heads.transpose(0, 1)
+
     @abstractmethod
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """MLP output (B, T, D) from its mixed input (B, T, D)."""
@@ -84,7 +99,7 @@ class ModelAdapter(ABC):
         With ``shared_head_input`` every head reads the residual itself (no per-head copies).
         """
         emb = self.embed(ids)
-        H, KV = self.graph.n_heads, self.graph.kv_heads
+        H = self.graph.n_heads
         # written in place, writer by writer (one (W, B, T, D) tensor, no stacking copy at the end)
         out = emb[0].new_empty((len(self.graph.writers), *emb[0].shape))
         for i, e in enumerate(emb):
@@ -92,17 +107,7 @@ class ModelAdapter(ABC):
         x = out[: len(emb)].sum(0)
         w = len(emb)
         for layer in range(self.n_layers):
-            if self.shared_head_input:
-                heads = self.attention(layer, x, x, x, key_mask)
-            else:
-                heads = self.attention(
-                    layer,
-                    x.unsqueeze(1).expand(-1, H, -1, -1),
-                    x.unsqueeze(1).expand(-1, KV, -1, -1),
-                    x.unsqueeze(1).expand(-1, KV, -1, -1),
-                    key_mask,
-                )
-            out[w : w + H].copy_(heads.transpose(0, 1))
+            out[w : w + H].copy_(self.attention_of_residual(layer, x, key_mask))
             x = x + out[w : w + H].sum(0)
             out[w + H] = self.mlp(layer, x)
             x = x + out[w + H]

@@ -38,6 +38,9 @@ class GPT2Adapter(HFAdapterBase):
         self.H = cfg.n_head
         self.D = cfg.n_embd
         self.dh = self.D // self.H
+        from transformers.activations import NewGELUActivation
+
+        self._fused_gelu = all(isinstance(b.mlp.act, NewGELUActivation) for b in self.tf.h)
         name = getattr(cfg, "_name_or_path", "") or "gpt2"
         self.graph = ComputationalGraph(cfg.n_layer, cfg.n_head, embeddings=(names.TOK, names.POS), model=name)
 
@@ -93,13 +96,36 @@ class GPT2Adapter(HFAdapterBase):
         y = torch.baddbmm(c_attn.bias.view(3 * H, 1, dh), h, w).view(3, H, B, T, dh).transpose(1, 2)
         q, k, v = y.unbind(0)  # (B, H, T, dh) each
         z = self._attend(q, k, v, _scaling(block.attn), key_mask)
-        c_proj = block.attn.c_proj
-        heads = torch.bmm(z.transpose(0, 1).reshape(H, B * T, dh), c_proj.weight.view(H, dh, D))
-        return self._out(heads.view(H, B, T, D) + c_proj.bias / H)
+        return self._head_outputs(layer, z)
+
+    def attention_of_residual(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The corrupted run's per-head outputs (H, B, T, D): ``ln_1`` and ``c_attn`` once on the residual, as
+        the model itself runs, then each head through its slice of ``c_proj``."""
+        block = self.tf.h[layer]
+        B, T, D = x.shape
+        qkv = block.attn.c_attn(block.ln_1(self._in(x)))  # (B, T, 3D)
+        q, k, v = qkv.view(B, T, 3, self.H, self.dh).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, T, dh) each
+        return self._head_outputs(layer, self._attend(q, k, v, _scaling(block.attn), key_mask))
+
+    def _head_outputs(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+        """(H, B, T, D): head h's attention result z (B, H, T, dh) through its rows of ``c_proj``, plus ``b_O / H``
+        (added inside the product)."""
+        B, H, T, dh = z.shape
+        c_proj = self.tf.h[layer].attn.c_proj
+        D = c_proj.weight.shape[1]
+        w = c_proj.weight.view(H, dh, D)
+        heads = torch.baddbmm(c_proj.bias / H, z.transpose(0, 1).reshape(H, B * T, dh), w)
+        return self._out(heads.view(H, B, T, D))
 
     def _mlp_block(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         block = self.tf.h[layer]
-        return self._out(block.mlp(block.ln_2(self._in(x))))
+        mlp = block.mlp
+        if not self._fused_gelu:
+            return self._out(mlp(block.ln_2(self._in(x))))
+        # GPT-2's gelu_new written out is five elementwise passes each way over the (B, T, 4D) hidden
+        # state; torch's tanh-approximate GELU is the same function in one (transformers' gelu_pytorch_tanh)
+        h = torch.nn.functional.gelu(mlp.c_fc(block.ln_2(self._in(x))), approximate="tanh")
+        return self._out(mlp.dropout(mlp.c_proj(h)))
 
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         return self._maybe_checkpoint(self._mlp_block, layer, x)
