@@ -6,7 +6,7 @@ forward, KL loss, Lagrangian, backward to the (W, R) edge and (W,) node masks, g
 clipping, AdamW), with the language-model defaults of ``edgeprune prune``.  The plain
 step = the unmasked ``transformers`` model forward + backward to its weights on the same
 batch.  The two alternate step by step in one run (``--steps`` of each after one warm-up
-of each), so load on the machine hits both alike; the ratio is of their medians.
+of each after ``--warmup`` untimed ones), so load on the machine hits both alike; the ratio is of their medians.
 Peak memory: on CPU, how far the process's peak RSS (``resource.getrusage``) rises during
 the warm-up pruning step above the RSS before it, plus the process peak; on a GPU,
 torch's CUDA peak for each kind of step.  (The plain step runs second and reuses memory
@@ -51,7 +51,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--heads", type=int, default=12)
     ap.add_argument("--d-model", type=int, default=768)
-    ap.add_argument("--steps", type=int, default=3, help="timed steps of each kind (after one warm-up step each)")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps of each kind (after the warm-up steps)")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=2,
+        help="untimed steps of each kind first, alternating: the allocator settles (a run is thousands of steps)",
+    )
     ap.add_argument("--examples", type=int, default=200, help="training pool the batches are drawn from")
     ap.add_argument(
         "--scored",
@@ -127,6 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
     masked_growth = _rss_mib() - before
     rss_after_masked = _rss_mib()
     _, plain_gpu = once(plain_step)  # warm-up
+    for _ in range(args.warmup - 1):
+        once(pruning_step)
+        once(plain_step)
     times: dict[str, list[float]] = {"pruning": [], "plain": []}
     for _ in range(args.steps):  # alternate, so the machine's load hits both alike
         times["pruning"].append(once(pruning_step)[0])
@@ -148,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
         "masked_step_s": round(masked_s, 4),
         "plain_step_s": round(plain_s, 4),
         "ratio": round(masked_s / plain_s, 2),
+        "warmup_steps": args.warmup,
         "examples": args.examples,
         "scored": args.scored,
         "readout_at_scored_positions": pruner.positions is not None,
