@@ -5,8 +5,8 @@ pool of ``--examples`` examples, corrupted run, mask sampling, masked disentangl
 forward, KL loss, Lagrangian, backward to the (W, R) edge and (W,) node masks, gradient
 clipping, AdamW), with the language-model defaults of ``edgeprune prune``.  The plain
 step = the unmasked ``transformers`` model forward + backward to its weights on the same
-batch.  The two alternate step by step in one run (``--steps`` of each after one warm-up
-of each after ``--warmup`` untimed ones), so load on the machine hits both alike; the ratio is of their medians.
+batch.  The two alternate step by step in one run (``--warmup`` untimed steps of each, then
+``--steps`` timed ones), so load on the machine hits both alike; the ratio is of their medians.
 Peak memory: on CPU, how far the process's peak RSS (``resource.getrusage``) rises during
 the warm-up pruning step above the RSS before it, plus the process peak; on a GPU,
 torch's CUDA peak for each kind of step.  (The plain step runs second and reuses memory
