@@ -198,24 +198,29 @@ def test_head_major_attention_matches_the_batch_major_path(loaded):
     assert torch.allclose(e1, e2, atol=1e-4) and torch.allclose(n1, n2, atol=1e-4) and e1.abs().sum() > 0
 
 
-def test_fused_blocks_match_the_modules(gpt2_dir):
-    """GPT-2's own corrupted-run attention (``ln_1`` and ``c_attn`` once, heads through ``c_proj`` slices) gives
-    the default path's per-head outputs, and its MLP with torch's tanh GELU the module's ``gelu_new`` MLP."""
+def test_fused_blocks_match_the_modules(loaded):
+    """The adapters' own corrupted-run attention (the norm and the q/k/v projections once on the residual, heads
+    through their output-projection slices) gives the default path's per-head outputs (GPT-2; Llama with
+    grouped-query attention), and GPT-2's MLP with torch's tanh GELU the module's ``gelu_new`` MLP."""
     from edgeprune.pruning.adapter import ModelAdapter
 
-    model, tok, adapter = _loaded(gpt2_dir)
-    assert adapter._fused_gelu
-    x = torch.randn(3, 7, model.config.n_embd, generator=torch.Generator().manual_seed(2))
+    model, _, adapter = loaded
+    g = adapter.graph
+    gpt2 = isinstance(adapter, GPT2Adapter)
+    x = torch.randn(3, 7, model.config.hidden_size, generator=torch.Generator().manual_seed(2))
     km = torch.ones(3, 7, dtype=torch.bool)
     km[0, 5:] = False
-    for layer in range(model.config.n_layer):
-        own = adapter.attention_of_residual(layer, x, km)
-        default = ModelAdapter.attention_of_residual(adapter, layer, x, km)
-        assert own.shape == (model.config.n_head, 3, 7, model.config.n_embd)
-        torch.testing.assert_close(own, default, atol=1e-5, rtol=1e-5)
-        block = model.transformer.h[layer]
+    for layer in range(g.n_layers):
         with torch.no_grad():
-            torch.testing.assert_close(adapter.mlp(layer, x), block.mlp(block.ln_2(x)), atol=1e-5, rtol=1e-5)
+            own = adapter.attention_of_residual(layer, x, km)
+            default = ModelAdapter.attention_of_residual(adapter, layer, x, km)
+        assert own.shape == (g.n_heads, 3, 7, model.config.hidden_size)
+        torch.testing.assert_close(own, default, atol=1e-5, rtol=1e-5)
+        if gpt2:
+            assert adapter._fused_gelu
+            block = model.transformer.h[layer]
+            with torch.no_grad():
+                torch.testing.assert_close(adapter.mlp(layer, x), block.mlp(block.ln_2(x)), atol=1e-5, rtol=1e-5)
 
 
 def test_key_padding_matches_model(loaded):

@@ -88,7 +88,6 @@ class LlamaAdapter(HFAdapterBase):
     def attention_head_major(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``attention`` for head-major reader inputs (H + 2 KV, B, T, D): the norm once over all of them, one
         batched product with each reader's rows of q/k/v_proj; outputs (H, B, T, D)."""
-        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
         block = self.inner.layers[layer]
         attn = block.self_attn
@@ -101,15 +100,40 @@ class LlamaAdapter(HFAdapterBase):
         if attn.q_proj.bias is not None:
             y = y + torch.cat([p.bias.view(n, 1, dh) for p, n in projs])
         q, k, v = y.view(r, B, T, dh).transpose(0, 1).split([H, KV, KV], dim=1)  # (B, n, T, dh)
+        return self._rotate_attend_project(layer, q, k, v, key_mask)
+
+    def attention_of_residual(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The corrupted run's per-head outputs (H, B, T, D): the norm once on the residual and the block's own
+        q/k/v projections, as the model itself runs, then each head through its columns of ``o_proj``."""
+        block = self.inner.layers[layer]
+        attn = block.self_attn
+        B, T, _ = x.shape
+        h = block.input_layernorm(self._in(x))
+        q, k, v = (
+            proj(h).view(B, T, n, self.dh).transpose(1, 2)
+            for proj, n in ((attn.q_proj, self.H), (attn.k_proj, self.KV), (attn.v_proj, self.KV))
+        )
+        return self._rotate_attend_project(layer, q, k, v, key_mask)
+
+    def _rotate_attend_project(
+        self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Head outputs (H, B, T, D) from projected q (B, H, T, dh), k and v (B, KV, T, dh): rotary positions,
+        attention, then head h through its columns of ``o_proj`` (plus its bias / H, inside the product)."""
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        attn = self.inner.layers[layer].self_attn
+        B, H, T, dh = q.shape
         position_ids = torch.arange(T, device=self.device)[None]
         cos, sin = self.inner.rotary_emb(v, position_ids)
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         z = self._attend(q, k, v, attn.scaling, key_mask)  # (B, H, T, dh)
+        D = attn.o_proj.weight.shape[0]
         w_o = attn.o_proj.weight.view(D, H, dh).permute(1, 2, 0)  # (H, dh, D)
-        heads = torch.bmm(z.transpose(0, 1).reshape(H, B * T, dh), w_o).view(H, B, T, D)
-        if attn.o_proj.bias is not None:
-            heads = heads + attn.o_proj.bias / H
-        return self._out(heads)
+        zh = z.transpose(0, 1).reshape(H, B * T, dh)
+        bias = attn.o_proj.bias
+        heads = torch.bmm(zh, w_o) if bias is None else torch.baddbmm(bias / H, zh, w_o)
+        return self._out(heads.view(H, B, T, D))
 
     def _mlp_block(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         block = self.inner.layers[layer]
