@@ -102,20 +102,15 @@ class GPT2Adapter(HFAdapterBase):
         """The corrupted run's per-head outputs (H, B, T, D): ``ln_1`` and ``c_attn`` once on the residual, as
         the model itself runs, then each head through its slice of ``c_proj``."""
         block = self.tf.h[layer]
-        B, T, D = x.shape
+        B, T, _ = x.shape
         qkv = block.attn.c_attn(block.ln_1(self._in(x)))  # (B, T, 3D)
         q, k, v = qkv.view(B, T, 3, self.H, self.dh).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, T, dh) each
         return self._head_outputs(layer, self._attend(q, k, v, _scaling(block.attn), key_mask))
 
     def _head_outputs(self, layer: int, z: torch.Tensor) -> torch.Tensor:
-        """(H, B, T, D): head h's attention result z (B, H, T, dh) through its rows of ``c_proj``, plus ``b_O / H``
-        (added inside the product)."""
-        B, H, T, dh = z.shape
+        """(H, B, T, D): each head's attention result z (B, H, T, dh) through its rows of ``c_proj``, plus b_O / H."""
         c_proj = self.tf.h[layer].attn.c_proj
-        D = c_proj.weight.shape[1]
-        w = c_proj.weight.view(H, dh, D)
-        heads = torch.baddbmm(c_proj.bias / H, z.transpose(0, 1).reshape(H, B * T, dh), w)
-        return self._out(heads.view(H, B, T, D))
+        return self._heads_through(z, c_proj.weight.view(self.H, self.dh, self.D), c_proj.bias)
 
     def _mlp_block(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         block = self.tf.h[layer]

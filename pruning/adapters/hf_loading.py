@@ -301,6 +301,14 @@ class HFAdapterBase(ModelAdapter):
     def _out(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(self.stream_dtype)
 
+    def _heads_through(self, z: torch.Tensor, w_o: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """(H, B, T, D): head h's attention result z (B, H, T, dh) through its rows ``w_o[h]`` (dh, D) of the
+        output projection, plus ``bias / H`` added inside the product (the heads' outputs sum to the block's)."""
+        B, H, T, dh = z.shape
+        zh = z.transpose(0, 1).reshape(H, B * T, dh)
+        heads = torch.bmm(zh, w_o) if bias is None else torch.baddbmm(bias / H, zh, w_o)
+        return self._out(heads.view(H, B, T, -1))
+
     def _maybe_checkpoint(self, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
         if self.gradient_checkpointing and torch.is_grad_enabled():
             from torch.utils.checkpoint import checkpoint

@@ -88,7 +88,6 @@ class LlamaAdapter(HFAdapterBase):
     def attention_head_major(self, layer: int, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``attention`` for head-major reader inputs (H + 2 KV, B, T, D): the norm once over all of them, one
         batched product with each reader's rows of q/k/v_proj; outputs (H, B, T, D)."""
-
         block = self.inner.layers[layer]
         attn = block.self_attn
         r, B, T, D = x.shape
@@ -123,17 +122,13 @@ class LlamaAdapter(HFAdapterBase):
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
         attn = self.inner.layers[layer].self_attn
-        B, H, T, dh = q.shape
+        _, H, T, dh = q.shape
         position_ids = torch.arange(T, device=self.device)[None]
         cos, sin = self.inner.rotary_emb(v, position_ids)
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         z = self._attend(q, k, v, attn.scaling, key_mask)  # (B, H, T, dh)
-        D = attn.o_proj.weight.shape[0]
-        w_o = attn.o_proj.weight.view(D, H, dh).permute(1, 2, 0)  # (H, dh, D)
-        zh = z.transpose(0, 1).reshape(H, B * T, dh)
-        bias = attn.o_proj.bias
-        heads = torch.bmm(zh, w_o) if bias is None else torch.baddbmm(bias / H, zh, w_o)
-        return self._out(heads.view(H, B, T, D))
+        w_o = attn.o_proj.weight.view(self.D, H, dh).permute(1, 2, 0)  # (H, dh, D)
+        return self._heads_through(z, w_o, attn.o_proj.bias)
 
     def _mlp_block(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         block = self.inner.layers[layer]
