@@ -162,6 +162,15 @@ def _mean_states(adapter: ModelAdapter, ablation: str, ids: torch.Tensor, means:
     return AblatedStates(per_pos.unsqueeze(1).expand(W, B, T, D), prefix)
 
 
+def effective_edge_mask(edge_mask: torch.Tensor, node_mask: torch.Tensor | None) -> torch.Tensor:
+    """``z_wr z_w``: the edge masks (W, R) or (B, W, R) with each writer's row scaled by its node mask (W,) or
+    (B, W); the edge masks themselves for None.  Why on the masks: scaling a (W, R) table costs nothing,
+    scaling every writer's output is a pass over the residual stream each way."""
+    if node_mask is None:
+        return edge_mask
+    return edge_mask * (node_mask[:, None] if node_mask.dim() == 1 else node_mask[:, :, None])
+
+
 class _BufferPool:
     """Reuses a forward's writer buffer and its gradient in the next forward of the same shape.
 
@@ -247,14 +256,12 @@ class _WriterBuffer:
     def accumulate(self, a: int, n: int, cols: torch.Tensor, g: torch.Tensor) -> None:
         """Adds ``cols @ g`` (the mix's gradient for writers a..n) into the gradient rows, writing
         instead of adding where no earlier backward reached."""
-        if self.grad is None or n < self.grad_from:
-            self.grad_rows(n)
-        assert self.grad is not None
-        fresh_to = max(a, min(n, self.grad_from))  # rows a..fresh_to are unwritten: product written there
+        grad = self.grad_rows(n)  # rows n.. now hold values, so rows a..n split at grad_from
+        fresh_to = max(a, self.grad_from)  # rows a..fresh_to are unwritten: the product is written there
         for lo, hi, add in ((a, fresh_to, False), (fresh_to, n, True)):
             if hi <= lo:
                 continue
-            dst = self.rows(self.grad, lo, hi)
+            dst = self.rows(grad, lo, hi)
             part = cols[..., lo - a : hi - a, :]
             if self.per_example:
                 if add:
@@ -488,10 +495,7 @@ class DisentangledForward:
         emb = torch.stack(ad.embed(ids), 1)  # (B, n_emb, T, D)
         # the node gates scale their writers' rows of the mask (the effective edge mask z_wr z_w); masks
         # may live on another device than the model (e.g. on the CPU with the optimizer); .to keeps gradients
-        cols = edge_mask
-        if node_mask is not None:
-            cols = cols * (node_mask[:, None] if node_mask.dim() == 1 else node_mask[:, :, None])
-        cols = cols.to(emb.device)
+        cols = effective_edge_mask(edge_mask, node_mask).to(emb.device)
         if self.sparse:  # rows of live writers only, in writer order: buffer slot i holds live writer i
             cols = cols.index_select(-2, self.live_idx.to(emb.device))
         per_example = cols.dim() == 3
@@ -516,7 +520,7 @@ class DisentangledForward:
                     if len(p.heads) < H:
                         heads = heads[:, list(p.heads)]
                 else:  # head-major throughout: the product's layout, no transposed copies either way
-                    run = partial(self._reader_heads, buf, layer, p.live_in, c, base, key_mask, n_attn if fold else 0)
+                    run = partial(self._reader_heads, buf, layer, p.live_in, c, base, key_mask, len(fold))
                     if getattr(ad, "gradient_checkpointing", False) and torch.is_grad_enabled():
                         # the layer's reader inputs (H + 2 KV copies of the residual) are the largest saved
                         # tensors: recompute them with the attention in the backward pass instead of keeping them
@@ -566,17 +570,17 @@ class DisentangledForward:
         cols: torch.Tensor,
         base: torch.Tensor | None,
         key_mask: torch.Tensor | None,
-        n_attn: int,
+        n_folded: int,
         *tokens: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         """A layer's head outputs (H, B, T, D) from its head-major reader inputs, mixed here, then the
-        partial sums (B, T, D) of the readers folded into the product after its first ``n_attn`` columns
-        (none for ``n_attn`` 0).  Under a checkpoint this runs again in the backward pass: the buffer's
-        first ``n`` rows are the same then (later blocks write later rows)."""
-        if not n_attn:
+        partial sums (B, T, D) of the ``n_folded`` readers folded into the product (its last columns).
+        Under a checkpoint this runs again in the backward pass: the buffer's first ``n`` rows are the
+        same then (later blocks write later rows)."""
+        if not n_folded:
             x = buf.mix(n, cols, list(tokens), base, head_major=True)  # (H + 2 KV, B, T, D)
             return (self.adapter.attention_head_major(layer, x, key_mask),)
-        x, folded = buf.mix_split(n, cols, list(tokens), base, n_attn)
+        x, folded = buf.mix_split(n, cols, list(tokens), base, cols.shape[-1] - n_folded)
         return (self.adapter.attention_head_major(layer, x, key_mask), *folded.unbind(0))
 
     def _folded(self, layer: int, p: _LayerPlan, n_attn: int) -> list[int]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from edgeprune.pruning.adapter import ModelAdapter, at_positions
-from edgeprune.pruning.disentangled import AblatedStates
+from edgeprune.pruning.disentangled import AblatedStates, effective_edge_mask
 
 
 @torch.no_grad()
@@ -97,10 +97,7 @@ class SupportForward:
         H = g.n_heads
         W = len(g.writers)
         per_example = edge_mask.dim() == 3
-        if (
-            node_mask is not None
-        ):  # the node gates scale their writers' mask rows (z_wr z_w), as DisentangledForward does
-            edge_mask = edge_mask * (node_mask[:, None] if node_mask.dim() == 1 else node_mask[:, :, None])
+        edge_mask = effective_edge_mask(edge_mask, node_mask)  # node gates on the mask rows, as DisentangledForward
         states = ablated.states if ablated is not None else None
         emb = torch.stack(ad.embed(ids), 1)  # (B, n_emb, T, D)
         edge_mask = edge_mask.to(emb.device)
